@@ -6,10 +6,14 @@
 //! requested through the [`Loader`] trait, which the host implements.
 
 pub mod ast;
+pub mod check;
+pub mod resolve;
+pub mod types;
 pub mod diagnostic;
 pub mod lex;
 pub mod parse;
 pub mod span;
+pub mod stdlib;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use span::{FileId, Span};
@@ -21,4 +25,111 @@ pub fn parse_file(source: &str) -> (ast::File, Vec<Diagnostic>) {
     let tokens = lex::lex(FileId(0), source, &mut diagnostics);
     let file = parse::parse(&tokens, &mut diagnostics);
     (file, diagnostics)
+}
+
+/// Supplies the text of files named by `import "path.flow"`.
+pub trait Loader {
+    /// Loads `path` as imported from the file named `importer`. Returns a
+    /// canonical name for the file (equal names are loaded once) and its text.
+    fn load(&mut self, importer: &str, path: &str) -> Result<(String, String), String>;
+}
+
+/// A loader for hosts that compile a single text: every path import fails.
+pub struct NoImports;
+
+impl Loader for NoImports {
+    fn load(&mut self, _importer: &str, path: &str) -> Result<(String, String), String> {
+        Err(format!("cannot import `{path}`: this compilation has no file access"))
+    }
+}
+
+/// One source file of a compilation; its index is its [`FileId`].
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// Everything a compilation produced.
+#[derive(Debug, Default)]
+pub struct Compilation {
+    pub sources: Vec<SourceFile>,
+    /// Errors and warnings, in source order of discovery.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The checked program; present when there are no errors.
+    pub checked: Option<check::Checked>,
+}
+
+impl Compilation {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Runs the front end on a root file and everything it imports: lexing,
+/// parsing, name resolution and type checking.
+pub fn check_source(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
+    let mut compilation = Compilation::default();
+    let files = load_all(name, text, loader, &mut compilation);
+    if compilation.has_errors() {
+        return compilation;
+    }
+    let file_refs: Vec<&ast::File> = files.iter().collect();
+    let scope = resolve::resolve(&file_refs, &mut compilation.diagnostics);
+    let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+    let mut diagnostics = Vec::new();
+    let checked = check::check(&scope, &texts, &mut diagnostics);
+    compilation.diagnostics.extend(diagnostics);
+    if !compilation.has_errors() {
+        compilation.checked = Some(checked);
+    }
+    compilation
+}
+
+/// Parses the root file and, breadth first, every file it imports. Each
+/// file is loaded once, so import cycles are harmless.
+fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut Compilation) -> Vec<ast::File> {
+    let mut files = Vec::new();
+    compilation.sources.push(SourceFile { name: name.to_string(), text: text.to_string() });
+    let mut next = 0;
+    while next < compilation.sources.len() {
+        let file_id = FileId(next as u32);
+        let source = compilation.sources[next].text.clone();
+        let importer = compilation.sources[next].name.clone();
+        let tokens = lex::lex(file_id, &source, &mut compilation.diagnostics);
+        let file = parse::parse(&tokens, &mut compilation.diagnostics);
+        for item in &file.items {
+            let ast::Item::Import(import) = item else { continue };
+            let loaded = match &import.target {
+                ast::ImportTarget::Std(module) => match stdlib::module(&module.name) {
+                    Some(text) => Ok((format!("std/{}.flow", module.name), text.to_string())),
+                    None => {
+                        let names = stdlib::MODULES.iter().map(|(name, _)| *name);
+                        let mut diagnostic = Diagnostic::error(format!("unknown standard library module `std.{}`", module.name), module.span);
+                        diagnostic = match diagnostic::did_you_mean(&module.name, names) {
+                            Some(close) => diagnostic.with_help(format!("did you mean `std.{close}`?")),
+                            None => diagnostic.with_help(format!(
+                                "the modules are: {}",
+                                stdlib::MODULES.iter().map(|(n, _)| format!("std.{n}")).collect::<Vec<_>>().join(", ")
+                            )),
+                        };
+                        compilation.diagnostics.push(diagnostic);
+                        continue;
+                    }
+                },
+                ast::ImportTarget::Path(path) => loader.load(&importer, path),
+            };
+            match loaded {
+                Ok((canonical, text)) => {
+                    if !compilation.sources.iter().any(|s| s.name == canonical) {
+                        compilation.sources.push(SourceFile { name: canonical, text });
+                    }
+                }
+                Err(message) => compilation.diagnostics.push(Diagnostic::error(message, import.span).with_label("imported here")),
+            }
+        }
+        files.push(file);
+        next += 1;
+    }
+    files
 }

@@ -417,6 +417,12 @@ impl<'a> Parser<'a> {
         }
         self.enter()?;
         self.advance();
+        self.block_rest(start)
+    }
+
+    /// Parses the steps of a block whose `{` is already consumed (or was
+    /// missing and reported), up to and including the closing `}`.
+    fn block_rest(&mut self, start: Span) -> Parsed<Block> {
         let mut steps = Vec::new();
         while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
             if let Tok::Keyword(keyword) = self.peek() {
@@ -556,7 +562,17 @@ impl<'a> Parser<'a> {
                         .with_label("expected `{`")
                         .with_help("put the steps of the arm between `{` and `}`"),
                 );
-                return Err(Reported);
+                // Go on as if the `{` were there: the arm usually ends at the next `}`.
+                self.enter()?;
+                arms.push((guard, self.block_rest(span)?));
+                if !self.eat_keyword(Keyword::Else) {
+                    break;
+                }
+                if !self.eat_keyword(Keyword::If) {
+                    otherwise = Some(self.block()?);
+                    break;
+                }
+                continue;
             }
             arms.push((guard, self.block()?));
             if !self.eat_keyword(Keyword::Else) {

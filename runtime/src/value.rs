@@ -1,0 +1,213 @@
+//! Scalar value syntax shared by the compiler (constants) and the binder
+//! (JSON input): IP addresses, CIDR blocks, RFC 3339 times and durations.
+//!
+//! Times and durations are `i64` microseconds; times count from the Unix
+//! epoch in UTC. IP addresses are `u128` in IPv6 form, with IPv4 addresses
+//! stored as IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`), so an address
+//! written either way is the same value.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// A network block: the address with host bits cleared, and the prefix
+/// length in IPv6 terms (an IPv4 `/8` is `/104`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    pub network: u128,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn mask(self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        }
+    }
+
+    pub fn contains(self, ip: u128) -> bool {
+        ip & self.mask() == self.network
+    }
+}
+
+fn to_u128(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// Parses an IPv4 or IPv6 address. Leading zeros in IPv4 octets and IPv6
+/// zone ids are rejected.
+pub fn parse_ip(text: &str) -> Result<u128, String> {
+    if text.contains('%') {
+        return Err(format!("invalid IP address `{text}`: zone ids are not accepted"));
+    }
+    IpAddr::from_str(text).map(to_u128).map_err(|_| format!("invalid IP address `{text}`"))
+}
+
+/// Parses `address/prefix`; host bits set after the prefix are an error.
+pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    let (address, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("invalid CIDR `{text}`: expected `address/prefix`"))?;
+    if text.contains('%') {
+        return Err(format!("invalid CIDR `{text}`: zone ids are not accepted"));
+    }
+    let address = IpAddr::from_str(address).map_err(|_| format!("invalid CIDR `{text}`: invalid address"))?;
+    let (max, offset) = if address.is_ipv4() { (32, 96) } else { (128, 0) };
+    let valid_digits = !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit());
+    let length: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|_| valid_digits)
+        .ok_or_else(|| format!("invalid CIDR `{text}`: invalid prefix length `{prefix}`"))?;
+    if length > max {
+        return Err(format!("invalid CIDR `{text}`: prefix length {length} exceeds {max}"));
+    }
+    let cidr = Cidr { network: to_u128(address), prefix: length + offset };
+    if cidr.network & !cidr.mask() != 0 {
+        return Err(format!("invalid CIDR `{text}`: host bits are set after the /{length} prefix"));
+    }
+    Ok(cidr)
+}
+
+pub fn format_ip(ip: u128) -> String {
+    let v6 = Ipv6Addr::from(ip);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => v4.to_string(),
+        None => v6.to_string(),
+    }
+}
+
+pub fn format_cidr(cidr: Cidr) -> String {
+    let v6 = Ipv6Addr::from(cidr.network);
+    match v6.to_ipv4_mapped() {
+        Some(v4) if cidr.prefix >= 96 => format!("{v4}/{}", cidr.prefix - 96),
+        _ => format!("{v6}/{}", cidr.prefix),
+    }
+}
+
+/// Parses an RFC 3339 time with any offset into microseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let parsed = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| format!("invalid time `{text}`: expected RFC 3339, e.g. `2026-12-04T10:00:00Z`"))?;
+    let micros = parsed.unix_timestamp_nanos() / 1_000;
+    i64::try_from(micros).map_err(|_| format!("time `{text}` is out of range"))
+}
+
+/// Formats microseconds since the epoch as RFC 3339 in UTC with a `Z` suffix.
+pub fn format_time(micros: i64) -> String {
+    let nanos = i128::from(micros) * 1_000;
+    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(time) => time.format(&Rfc3339).unwrap_or_else(|_| micros.to_string()),
+        Err(_) => micros.to_string(),
+    }
+}
+
+const DURATION_UNITS: [(&str, i64); 5] = [
+    ("d", 86_400_000_000),
+    ("h", 3_600_000_000),
+    ("m", 60_000_000),
+    ("s", 1_000_000),
+    ("ms", 1_000),
+];
+
+/// Parses `"300s"`, `"15m"`, `"12h"`, `"7d"` or `"250ms"` into microseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let invalid = || format!("invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d)");
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let scale = DURATION_UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(invalid)?;
+    if number.is_empty() {
+        return Err(invalid());
+    }
+    number
+        .parse::<i64>()
+        .ok()
+        .and_then(|count| count.checked_mul(scale))
+        .ok_or_else(|| format!("duration `{text}` is out of range"))
+}
+
+/// Formats a duration in the largest unit that divides it: `8h`, `90m`, `0s`.
+pub fn format_duration(micros: i64) -> String {
+    if micros == 0 {
+        return "0s".to_string();
+    }
+    for (unit, scale) in DURATION_UNITS {
+        if micros % scale == 0 {
+            return format!("{}{unit}", micros / scale);
+        }
+    }
+    format!("{micros}us")
+}
+
+/// The hour of day (0 to 23) in UTC.
+pub fn hour_of(micros: i64) -> i64 {
+    micros.div_euclid(3_600_000_000).rem_euclid(24)
+}
+
+/// The ISO 8601 weekday (1 is Monday, 7 is Sunday) in UTC.
+pub fn weekday_of(micros: i64) -> i64 {
+    // 1970-01-01 was a Thursday (ISO weekday 4).
+    (micros.div_euclid(86_400_000_000) + 3).rem_euclid(7) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_equals_ipv4() {
+        assert_eq!(parse_ip("::ffff:10.0.0.1"), parse_ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ip_with_leading_zero_is_rejected() {
+        assert!(parse_ip("010.0.0.1").is_err());
+        assert!(parse_ip("fe80::1%eth0").is_err());
+        assert!(parse_ip("10.0.0.300").is_err());
+    }
+
+    #[test]
+    fn cidr_checks_prefix_and_host_bits() {
+        assert!(parse_cidr("192.168.1.0/33").unwrap_err().contains("exceeds 32"));
+        assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("host bits"));
+        let block = parse_cidr("10.0.0.0/8").unwrap();
+        assert!(block.contains(parse_ip("10.200.1.1").unwrap()));
+        assert!(!block.contains(parse_ip("11.0.0.1").unwrap()));
+        let v6 = parse_cidr("2001:db8:100::/48").unwrap();
+        assert!(v6.contains(parse_ip("2001:db8:100:5::1").unwrap()));
+        assert!(!v6.contains(parse_ip("2001:db8:101::1").unwrap()));
+        assert_eq!(format_cidr(block), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn times_accept_offsets() {
+        assert_eq!(parse_time("2026-12-04T11:00:00+01:00"), parse_time("2026-12-04T10:00:00Z"));
+        assert_eq!(format_time(parse_time("2026-12-04T11:00:00+01:00").unwrap()), "2026-12-04T10:00:00Z");
+        assert!(parse_time("2026-12-04 10:00").is_err());
+    }
+
+    #[test]
+    fn durations_print_in_largest_unit() {
+        assert_eq!(format_duration(parse_duration("480m").unwrap()), "8h");
+        assert_eq!(format_duration(parse_duration("90m").unwrap()), "90m");
+        assert_eq!(format_duration(0), "0s");
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn calendar_functions_use_utc() {
+        let t = parse_time("2026-12-04T10:30:00+02:00").unwrap();
+        assert_eq!(hour_of(t), 8);
+        assert_eq!(weekday_of(t), 5);
+    }
+}
