@@ -10,7 +10,9 @@ pub mod check;
 pub mod resolve;
 pub mod types;
 pub mod diagnostic;
+pub mod emit;
 pub mod lex;
+pub mod lower;
 pub mod parse;
 pub mod span;
 pub mod stdlib;
@@ -58,6 +60,10 @@ pub struct Compilation {
     pub diagnostics: Vec<Diagnostic>,
     /// The checked program; present when there are no errors.
     pub checked: Option<check::Checked>,
+    /// The bytecode program; present after [`compile`] succeeds.
+    pub program: Option<authflow_runtime::program::Program>,
+    /// The lowered code before register allocation, for `--emit ir`.
+    pub ir: Option<String>,
 }
 
 impl Compilation {
@@ -82,6 +88,19 @@ pub fn check_source(name: &str, text: &str, loader: &mut dyn Loader) -> Compilat
     compilation.diagnostics.extend(diagnostics);
     if !compilation.has_errors() {
         compilation.checked = Some(checked);
+    }
+    compilation
+}
+
+/// Compiles a root file and everything it imports to bytecode. The program
+/// is present when the compilation has no errors.
+pub fn compile(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
+    let mut compilation = check_source(name, text, loader);
+    if let Some(checked) = &compilation.checked {
+        let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+        let (program, flows) = lower::lower(checked, &texts);
+        compilation.ir = Some(emit::render_ir(&flows));
+        compilation.program = Some(emit::emit(program, flows));
     }
     compilation
 }

@@ -2,5 +2,15 @@
 //! compiled flows with a constant-time kernel, and returns outcomes and
 //! audit traces.
 
+pub mod bind;
+pub mod engine;
 pub mod factor;
+pub mod json;
+pub mod kernel;
+pub mod outcome;
+pub mod program;
 pub mod value;
+
+pub use bind::InputError;
+pub use engine::{EvalError, FlowState, Policy, Scratch};
+pub use outcome::Outcome;

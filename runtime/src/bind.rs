@@ -1,0 +1,693 @@
+//! Input binding: validates a request and its events against the schema,
+//! folds the events into facts, and writes the facts into the fixed-layout
+//! input record that the kernel reads.
+//!
+//! Validation is complete before evaluation starts: any invalid field is an
+//! [`InputError`] naming the field, and no decision is made.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::Value as Json;
+
+use crate::factor::Factor;
+use crate::program::{slot, Attribute, Program, ValueType};
+use crate::value::{parse_cidr, parse_duration, parse_ip, parse_time, Cidr};
+
+/// Invalid input: the field (a JSON path such as `principal.roles`) and
+/// what was wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid input: {}", self.message)
+        } else {
+            write!(f, "invalid input at `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InputError {
+    InputError { field: field.into(), message: message.into() }
+}
+
+/// A validated attribute value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    Duration(i64),
+    Time(i64),
+    Ip(u128),
+    Cidr(Cidr),
+    Factor(u8),
+    Enum(u32),
+    /// Elements sorted, without duplicates.
+    Set(Vec<Value>),
+}
+
+/// A validated request.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub flow: usize,
+    pub kind: u32,
+    pub id: String,
+    /// Per attribute of the principal's kind, in declaration order.
+    pub principal: Vec<Option<Value>>,
+    pub enrolled: u64,
+    /// Per context attribute, in declaration order.
+    pub context: Vec<Option<Value>>,
+    pub switches: Vec<Option<Value>>,
+    pub now: i64,
+    pub session_started: i64,
+    pub last_active: i64,
+    pub session_factors: Vec<(Factor, i64)>,
+}
+
+/// A validated event.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Verified { factor: Factor, at: i64 },
+    Failed { factor: Factor, at: i64 },
+    Enrolled { factor: Factor, at: i64 },
+    Approval { role: String, approver: String, granted: bool, at: i64 },
+    Update { principal: Vec<(usize, Option<Value>)>, context: Vec<(usize, Option<Value>)>, at: i64 },
+}
+
+impl Event {
+    pub fn at(&self) -> i64 {
+        match self {
+            Event::Verified { at, .. }
+            | Event::Failed { at, .. }
+            | Event::Enrolled { at, .. }
+            | Event::Approval { at, .. }
+            | Event::Update { at, .. } => *at,
+        }
+    }
+}
+
+/// The state of one approval role.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleState {
+    pub granted: bool,
+    /// The earliest grant.
+    pub granted_at: i64,
+    pub refused: bool,
+}
+
+/// Everything known at one evaluation: the request with every event applied.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub request: Request,
+    pub now: i64,
+    pub flow_started: i64,
+    pub verified: u64,
+    pub verified_at: [i64; Factor::COUNT],
+    pub failures: [u64; Factor::COUNT],
+    pub enrolled: u64,
+    /// Per role of the program's role universe.
+    pub roles: Vec<RoleState>,
+}
+
+fn kind_of(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn object<'a>(value: &'a Json, field: &str) -> Result<&'a serde_json::Map<String, Json>, InputError> {
+    value.as_object().ok_or_else(|| invalid(field, format!("expected an object, found {}", kind_of(value))))
+}
+
+fn string<'a>(value: &'a Json, field: &str) -> Result<&'a str, InputError> {
+    value.as_str().ok_or_else(|| invalid(field, format!("expected a string, found {}", kind_of(value))))
+}
+
+fn time(value: &Json, field: &str) -> Result<i64, InputError> {
+    parse_time(string(value, field)?).map_err(|message| invalid(field, message))
+}
+
+fn factor(value: &Json, field: &str) -> Result<Factor, InputError> {
+    let name = string(value, field)?;
+    Factor::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Factor::ALL.iter().map(|f| f.name()).collect();
+        invalid(field, format!("unknown factor `{name}` (expected one of: {})", names.join(", ")))
+    })
+}
+
+fn reject_unknown_keys(map: &serde_json::Map<String, Json>, allowed: &[&str], field: &str) -> Result<(), InputError> {
+    for key in map.keys() {
+        if !allowed.contains(&key.as_str()) {
+            let path = if field.is_empty() { key.clone() } else { format!("{field}.{key}") };
+            return Err(invalid(path, format!("unknown field (expected one of: {})", allowed.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// Validates one value against its type; `null` is `None` for optionals.
+pub fn value(program: &Program, json: &Json, ty: &ValueType, field: &str) -> Result<Option<Value>, InputError> {
+    if let ValueType::Optional(inner) = ty {
+        if json.is_null() {
+            return Ok(None);
+        }
+        return value(program, json, inner, field);
+    }
+    if json.is_null() {
+        return Err(invalid(field, format!("expected {}, found null", describe(program, ty))));
+    }
+    let mismatch = || invalid(field, format!("expected {}, found {}", describe(program, ty), kind_of(json)));
+    let parsed = match ty {
+        ValueType::Bool => Value::Bool(json.as_bool().ok_or_else(mismatch)?),
+        ValueType::Int => match json {
+            Json::Number(number) => match number.as_i64() {
+                Some(v) => Value::Int(v),
+                None if number.is_u64() => return Err(invalid(field, format!("integer {number} is out of range"))),
+                None => return Err(invalid(field, format!("expected an integer, found {number}"))),
+            },
+            _ => return Err(mismatch()),
+        },
+        ValueType::String => Value::Str(json.as_str().ok_or_else(mismatch)?.to_string()),
+        ValueType::Duration => {
+            Value::Duration(parse_duration(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?)
+        }
+        ValueType::Time => Value::Time(parse_time(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
+        ValueType::Ip => Value::Ip(parse_ip(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
+        ValueType::Cidr => Value::Cidr(parse_cidr(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
+        ValueType::Factor => Value::Factor(factor(json, field)? as u8),
+        ValueType::Enum(index) => {
+            let name = json.as_str().ok_or_else(mismatch)?;
+            let enumeration = &program.schema.enums[*index as usize];
+            let variant = enumeration.variants.iter().position(|v| v == name).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("unknown value `{name}` for `{}` (expected one of: {})", enumeration.name, enumeration.variants.join(", ")),
+                )
+            })?;
+            Value::Enum(variant as u32)
+        }
+        ValueType::Set(element) => {
+            let items = json.as_array().ok_or_else(mismatch)?;
+            let mut elements = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("{field}[{i}]");
+                match value(program, item, element, &path)? {
+                    Some(v) => elements.push(v),
+                    None => return Err(invalid(path, "set elements cannot be null")),
+                }
+            }
+            elements.sort();
+            elements.dedup();
+            Value::Set(elements)
+        }
+        ValueType::Optional(_) => unreachable_optional(),
+    };
+    Ok(Some(parsed))
+}
+
+fn unreachable_optional() -> Value {
+    // Optional types are unwrapped above; a nested optional is never compiled.
+    Value::Bool(false)
+}
+
+fn describe(program: &Program, ty: &ValueType) -> String {
+    match ty {
+        ValueType::Bool => "a boolean".into(),
+        ValueType::Int => "an integer".into(),
+        ValueType::String => "a string".into(),
+        ValueType::Duration => "a duration string such as \"15m\"".into(),
+        ValueType::Time => "an RFC 3339 time string".into(),
+        ValueType::Ip => "an IP address string".into(),
+        ValueType::Cidr => "a CIDR string such as \"10.0.0.0/8\"".into(),
+        ValueType::Factor => "a factor name".into(),
+        ValueType::Enum(index) => format!("a `{}` value", program.schema.enums[*index as usize].name),
+        ValueType::Set(element) => format!("an array of {}", describe(program, element).trim_start_matches("a ").trim_start_matches("an ")),
+        ValueType::Optional(inner) => format!("{} or null", describe(program, inner)),
+    }
+}
+
+/// Validates attributes given in `map` against `declared`. With `complete`,
+/// every non-optional attribute must be present.
+fn attributes(
+    program: &Program,
+    map: &serde_json::Map<String, Json>,
+    declared: &[Attribute],
+    field: &str,
+    skip: &[&str],
+    complete: bool,
+) -> Result<Vec<(usize, Option<Value>)>, InputError> {
+    for key in map.keys() {
+        if skip.contains(&key.as_str()) || declared.iter().any(|a| a.name == *key) {
+            continue;
+        }
+        let names: Vec<&str> = declared.iter().map(|a| a.name.as_str()).chain(skip.iter().copied()).collect();
+        return Err(invalid(format!("{field}.{key}"), format!("undeclared attribute (declared: {})", names.join(", "))));
+    }
+    let mut values = Vec::new();
+    for (index, attribute) in declared.iter().enumerate() {
+        let path = format!("{field}.{}", attribute.name);
+        match map.get(&attribute.name) {
+            Some(json) => values.push((index, value(program, json, &attribute.ty, &path)?)),
+            None if complete && !matches!(attribute.ty, ValueType::Optional(_)) => {
+                return Err(invalid(path, format!("missing required attribute ({})", describe(program, &attribute.ty))));
+            }
+            None => {}
+        }
+    }
+    Ok(values)
+}
+
+fn full(values: Vec<(usize, Option<Value>)>, count: usize) -> Vec<Option<Value>> {
+    let mut result = vec![None; count];
+    for (index, value) in values {
+        result[index] = value;
+    }
+    result
+}
+
+/// Validates a request. `default_now` is used when the request has no `now`.
+pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Request, InputError> {
+    let map = object(json, "")?;
+    reject_unknown_keys(map, &["flow", "event", "principal", "context", "session", "switches", "now"], "")?;
+    let now = match map.get("now") {
+        Some(value) => time(value, "now")?,
+        None => default_now,
+    };
+
+    let principal_json = map.get("principal").ok_or_else(|| invalid("principal", "missing required field"))?;
+    let principal_map = object(principal_json, "principal")?;
+    let kind_name = string(principal_map.get("kind").ok_or_else(|| invalid("principal.kind", "missing required field"))?, "principal.kind")?;
+    let kind = program.schema.kinds.iter().position(|k| k.name == kind_name).ok_or_else(|| {
+        let names: Vec<&str> = program.schema.kinds.iter().map(|k| k.name.as_str()).collect();
+        invalid("principal.kind", format!("unknown principal kind `{kind_name}` (declared: {})", names.join(", ")))
+    })? as u32;
+    let id = string(principal_map.get("id").ok_or_else(|| invalid("principal.id", "missing required field"))?, "principal.id")?.to_string();
+    let mut enrolled = 0;
+    if let Some(list) = principal_map.get("enrolled") {
+        let items = list.as_array().ok_or_else(|| invalid("principal.enrolled", format!("expected an array of factor names, found {}", kind_of(list))))?;
+        for (i, item) in items.iter().enumerate() {
+            enrolled |= factor(item, &format!("principal.enrolled[{i}]"))?.bit();
+        }
+    }
+    let declared = &program.schema.kinds[kind as usize].attributes;
+    let principal = full(attributes(program, principal_map, declared, "principal", &["kind", "id", "enrolled"], true)?, declared.len());
+
+    let flow = route(program, map, kind)?;
+
+    let empty = serde_json::Map::new();
+    let context_map = match map.get("context") {
+        Some(value) => object(value, "context")?,
+        None => &empty,
+    };
+    let context = full(attributes(program, context_map, &program.schema.context, "context", &[], true)?, program.schema.context.len());
+
+    let switches = switches(program, map.get("switches"))?;
+
+    let (session_started, last_active, session_factors) = session(map.get("session"), now)?;
+    Ok(Request { flow, kind, id, principal, enrolled, context, switches, now, session_started, last_active, session_factors })
+}
+
+fn route(program: &Program, map: &serde_json::Map<String, Json>, kind: u32) -> Result<usize, InputError> {
+    let kind_name = &program.schema.kinds[kind as usize].name;
+    match (map.get("flow"), map.get("event")) {
+        (Some(_), Some(_)) => Err(invalid("event", "give either `flow` or `event`, not both")),
+        (None, None) => Err(invalid("flow", "missing: give `flow` (a flow name) or `event` (a lifecycle event)")),
+        (Some(flow), None) => {
+            let name = string(flow, "flow")?;
+            let (index, flow) = program.flow(name).ok_or_else(|| {
+                let names: Vec<&str> = program.flows.iter().map(|f| f.name.as_str()).collect();
+                invalid("flow", format!("unknown flow `{name}` (flows: {})", names.join(", ")))
+            })?;
+            if !flow.kinds.contains(&kind) {
+                return Err(invalid("flow", format!("flow `{name}` does not accept principal kind `{kind_name}`")));
+            }
+            Ok(index)
+        }
+        (None, Some(event)) => {
+            let name = string(event, "event")?;
+            program
+                .flows
+                .iter()
+                .position(|f| f.event.as_deref() == Some(name) && f.kinds.contains(&kind))
+                .ok_or_else(|| invalid("event", format!("no flow handles event `{name}` for principal kind `{kind_name}`")))
+        }
+    }
+}
+
+fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>, InputError> {
+    let empty = serde_json::Map::new();
+    let given = match json {
+        Some(value) => object(value, "switches")?,
+        None => &empty,
+    };
+    for key in given.keys() {
+        if !program.schema.switches.iter().any(|s| s.name == *key) {
+            let names: Vec<&str> = program.schema.switches.iter().map(|s| s.name.as_str()).collect();
+            return Err(invalid(format!("switches.{key}"), format!("unknown switch (declared: {})", names.join(", "))));
+        }
+    }
+    program
+        .schema
+        .switches
+        .iter()
+        .map(|switch| {
+            let path = format!("switches.{}", switch.name);
+            match given.get(&switch.name) {
+                Some(json) => value(program, json, &switch.ty, &path),
+                None => value(program, &switch.default, &switch.ty, &path),
+            }
+        })
+        .collect()
+}
+
+type Session = (i64, i64, Vec<(Factor, i64)>);
+
+fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
+    let Some(json) = json else { return Ok((now, now, Vec::new())) };
+    let map = object(json, "session")?;
+    reject_unknown_keys(map, &["started_at", "last_active_at", "factors"], "session")?;
+    let started = match map.get("started_at") {
+        Some(value) => time(value, "session.started_at")?,
+        None => now,
+    };
+    if started > now {
+        return Err(invalid("session.started_at", "the session starts after the request's `now`"));
+    }
+    let last_active = match map.get("last_active_at") {
+        Some(value) => time(value, "session.last_active_at")?,
+        None => started,
+    };
+    if last_active > now || last_active < started {
+        return Err(invalid("session.last_active_at", "must lie between `session.started_at` and the request's `now`"));
+    }
+    let mut factors = Vec::new();
+    if let Some(list) = map.get("factors") {
+        let items = list.as_array().ok_or_else(|| invalid("session.factors", format!("expected an array, found {}", kind_of(list))))?;
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("session.factors[{i}]");
+            let entry = object(item, &path)?;
+            reject_unknown_keys(entry, &["factor", "at"], &path)?;
+            let f = factor(entry.get("factor").ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?, &format!("{path}.factor"))?;
+            let at = time(entry.get("at").ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?, &format!("{path}.at"))?;
+            if at > now {
+                return Err(invalid(format!("{path}.at"), "a factor cannot be verified after the request's `now`"));
+            }
+            factors.push((f, at));
+        }
+    }
+    Ok((started, last_active, factors))
+}
+
+/// Validates one event. `field` prefixes error paths, e.g. `events[2]`.
+pub fn event(program: &Program, request: &Request, json: &Json, field: &str) -> Result<Event, InputError> {
+    let map = object(json, field)?;
+    if map.len() != 1 {
+        return Err(invalid(field, "an event is an object with exactly one key: factor_verified, factor_failed, factor_enrolled, approval or update"));
+    }
+    let (name, body) = map.iter().next().ok_or_else(|| invalid(field, "empty event"))?;
+    let path = format!("{field}.{name}");
+    let body_map = object(body, &path)?;
+    let at_of = |map: &serde_json::Map<String, Json>| -> Result<i64, InputError> {
+        time(map.get("at").ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?, &format!("{path}.at"))
+    };
+    let factor_of = |map: &serde_json::Map<String, Json>| -> Result<Factor, InputError> {
+        factor(map.get("factor").ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?, &format!("{path}.factor"))
+    };
+    match name.as_str() {
+        "factor_verified" | "factor_failed" | "factor_enrolled" => {
+            reject_unknown_keys(body_map, &["factor", "at"], &path)?;
+            let (factor, at) = (factor_of(body_map)?, at_of(body_map)?);
+            Ok(match name.as_str() {
+                "factor_verified" => Event::Verified { factor, at },
+                "factor_failed" => Event::Failed { factor, at },
+                _ => Event::Enrolled { factor, at },
+            })
+        }
+        "approval" => {
+            reject_unknown_keys(body_map, &["role", "approver", "granted", "at"], &path)?;
+            let text = |key: &str| -> Result<String, InputError> {
+                let value = body_map.get(key).ok_or_else(|| invalid(format!("{path}.{key}"), "missing required field"))?;
+                Ok(string(value, &format!("{path}.{key}"))?.to_string())
+            };
+            let granted = body_map.get("granted").ok_or_else(|| invalid(format!("{path}.granted"), "missing required field"))?;
+            let granted = granted.as_bool().ok_or_else(|| invalid(format!("{path}.granted"), format!("expected a boolean, found {}", kind_of(granted))))?;
+            Ok(Event::Approval { role: text("role")?, approver: text("approver")?, granted, at: at_of(body_map)? })
+        }
+        "update" => {
+            reject_unknown_keys(body_map, &["principal", "context", "at"], &path)?;
+            let at = at_of(body_map)?;
+            let mut principal = Vec::new();
+            if let Some(json) = body_map.get("principal") {
+                let partial = object(json, &format!("{path}.principal"))?;
+                for key in ["kind", "id"] {
+                    if partial.contains_key(key) {
+                        return Err(invalid(format!("{path}.principal.{key}"), format!("an update cannot change the principal's `{key}`")));
+                    }
+                }
+                let declared = &program.schema.kinds[request.kind as usize].attributes;
+                principal = attributes(program, partial, declared, &format!("{path}.principal"), &[], false)?;
+            }
+            let mut context = Vec::new();
+            if let Some(json) = body_map.get("context") {
+                let partial = object(json, &format!("{path}.context"))?;
+                context = attributes(program, partial, &program.schema.context, &format!("{path}.context"), &[], false)?;
+            }
+            Ok(Event::Update { principal, context, at })
+        }
+        other => Err(invalid(
+            format!("{field}.{other}"),
+            "unknown event (expected factor_verified, factor_failed, factor_enrolled, approval or update)",
+        )),
+    }
+}
+
+impl Facts {
+    /// The facts of a request before any event.
+    pub fn new(program: &Program, request: Request) -> Facts {
+        let mut verified_at = [i64::MIN; Factor::COUNT];
+        let mut verified = 0;
+        for &(factor, at) in &request.session_factors {
+            verified |= factor.bit();
+            verified_at[factor as usize] = verified_at[factor as usize].max(at);
+        }
+        Facts {
+            now: request.now,
+            flow_started: request.now,
+            verified,
+            verified_at,
+            failures: [0; Factor::COUNT],
+            enrolled: request.enrolled,
+            roles: vec![RoleState::default(); program.roles.len()],
+            request,
+        }
+    }
+
+    /// Applies one event. Events may not go back in time.
+    pub fn apply(&mut self, program: &Program, event: &Event, field: &str) -> Result<(), InputError> {
+        let at = event.at();
+        if at < self.now {
+            return Err(invalid(format!("{field}.at"), "the event is earlier than the previous evaluation; events must be in time order"));
+        }
+        self.now = at;
+        match event {
+            Event::Verified { factor, at } => {
+                self.verified |= factor.bit();
+                self.verified_at[*factor as usize] = self.verified_at[*factor as usize].max(*at);
+            }
+            Event::Failed { factor, .. } => {
+                self.failures[*factor as usize] = self.failures[*factor as usize].saturating_add(1);
+            }
+            Event::Enrolled { factor, .. } => self.enrolled |= factor.bit(),
+            Event::Approval { role, approver, granted, at } => {
+                // Approvals by the principal itself and by roles no step lists never count.
+                if *approver == self.request.id {
+                    return Ok(());
+                }
+                if let Some(index) = program.roles.iter().position(|r| r == role) {
+                    let state = &mut self.roles[index];
+                    if *granted {
+                        if !state.granted {
+                            state.granted_at = *at;
+                        }
+                        state.granted = true;
+                    } else {
+                        state.refused = true;
+                    }
+                }
+            }
+            Event::Update { principal, context, .. } => {
+                for (index, value) in principal {
+                    self.request.principal[*index] = value.clone();
+                }
+                for (index, value) in context {
+                    self.request.context[*index] = value.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Interns strings for one evaluation: pool strings keep their pool id, and
+/// each scalar string slot's value that is not in the pool gets the id
+/// `pool size + slot index` (or the id of an equal earlier value).
+pub struct Strings<'p> {
+    pool: &'p HashMap<String, u64>,
+    pool_size: u64,
+    dynamic: Vec<(String, u64)>,
+}
+
+impl<'p> Strings<'p> {
+    pub fn new(pool: &'p HashMap<String, u64>) -> Strings<'p> {
+        Strings { pool, pool_size: pool.len() as u64, dynamic: Vec::new() }
+    }
+
+    fn intern(&mut self, text: &str, slot_index: usize) -> u64 {
+        if let Some(&id) = self.pool.get(text) {
+            return id;
+        }
+        if let Some((_, id)) = self.dynamic.iter().find(|(s, _)| s == text) {
+            return *id;
+        }
+        let id = self.pool_size + slot_index as u64;
+        self.dynamic.push((text.to_string(), id));
+        id
+    }
+
+    fn lookup(&self, text: &str) -> Option<u64> {
+        self.pool.get(text).copied().or_else(|| self.dynamic.iter().find(|(s, _)| s == text).map(|(_, id)| *id))
+    }
+
+    /// The text of an id, for rendering outputs.
+    pub fn text<'s>(&'s self, id: u64, program: &'s Program) -> &'s str {
+        if id < self.pool_size {
+            return program.strings.get(id as usize).map(String::as_str).unwrap_or("");
+        }
+        self.dynamic.iter().find(|(_, i)| *i == id).map(|(s, _)| s.as_str()).unwrap_or("")
+    }
+}
+
+/// Writes facts into `record` (which must hold `layout.words` words).
+/// `slot_index` maps a string slot's record word to its index.
+pub fn bind(program: &Program, facts: &Facts, slot_index: &HashMap<u32, usize>, strings: &mut Strings<'_>, record: &mut [u64]) {
+    record.fill(0);
+    record[slot::NOW as usize] = facts.now as u64;
+    record[slot::FLOW_STARTED as usize] = facts.flow_started as u64;
+    record[slot::SESSION_STARTED as usize] = facts.request.session_started as u64;
+    record[slot::LAST_ACTIVE as usize] = facts.request.last_active as u64;
+    record[slot::VERIFIED as usize] = facts.verified;
+    record[slot::ENROLLED as usize] = facts.enrolled;
+    for i in 0..Factor::COUNT {
+        record[slot::VERIFIED_AT as usize + i] = facts.verified_at[i] as u64;
+        record[slot::FAILURES as usize + i] = facts.failures[i];
+    }
+    for (i, role) in facts.roles.iter().enumerate() {
+        let base = (slot::ROLES + slot::WORDS_PER_ROLE * i as u32) as usize;
+        record[base] = u64::from(role.granted);
+        record[base + 1] = role.granted_at as u64;
+        record[base + 2] = u64::from(role.refused);
+    }
+    record[slot::PRINCIPAL_ID as usize] = strings.intern(&facts.request.id, 0);
+
+    let kind = &program.schema.kinds[facts.request.kind as usize];
+    let mut values: Vec<(&Attribute, &Option<Value>)> = kind.attributes.iter().zip(&facts.request.principal).collect();
+    values.extend(program.schema.context.iter().zip(&facts.request.context));
+    let switch_attributes: Vec<Attribute> =
+        program.schema.switches.iter().map(|s| Attribute { name: s.name.clone(), ty: s.ty.clone(), slot: s.slot }).collect();
+    values.extend(switch_attributes.iter().zip(&facts.request.switches));
+
+    // Scalar strings first, so that sets can mark their ids.
+    let string_words = program.layout.string_set_words as usize;
+    for pass in 0..2 {
+        for (attribute, value) in &values {
+            let is_set = matches!(&attribute.ty, ValueType::Set(_))
+                || matches!(&attribute.ty, ValueType::Optional(inner) if matches!(**inner, ValueType::Set(_)));
+            if (pass == 0) == is_set {
+                continue;
+            }
+            let mut at = attribute.slot as usize;
+            let ty = match &attribute.ty {
+                ValueType::Optional(inner) => {
+                    record[at] = u64::from(value.is_some());
+                    at += 1;
+                    inner.as_ref()
+                }
+                other => other,
+            };
+            let Some(value) = value else { continue };
+            write_value(value, ty, at, record, strings, slot_index, string_words);
+        }
+    }
+}
+
+fn write_value(
+    value: &Value,
+    ty: &ValueType,
+    at: usize,
+    record: &mut [u64],
+    strings: &mut Strings<'_>,
+    slot_index: &HashMap<u32, usize>,
+    string_words: usize,
+) {
+    match value {
+        Value::Bool(b) => record[at] = u64::from(*b),
+        Value::Int(v) | Value::Duration(v) | Value::Time(v) => record[at] = *v as u64,
+        Value::Str(text) => {
+            let index = slot_index.get(&(at as u32)).copied().unwrap_or(0);
+            record[at] = strings.intern(text, index);
+        }
+        Value::Ip(ip) => {
+            record[at] = (*ip >> 64) as u64;
+            record[at + 1] = *ip as u64;
+        }
+        Value::Cidr(cidr) => {
+            let mask = cidr.mask();
+            record[at] = (cidr.network >> 64) as u64;
+            record[at + 1] = cidr.network as u64;
+            record[at + 2] = (mask >> 64) as u64;
+            record[at + 3] = mask as u64;
+        }
+        Value::Factor(f) => record[at] = u64::from(*f),
+        Value::Enum(v) => record[at] = u64::from(*v),
+        Value::Set(elements) => {
+            if matches!(ty, ValueType::Set(element) if **element == ValueType::String) {
+                // Only strings the policy can ask about have a bit; the count covers all.
+                for element in elements {
+                    if let Value::Str(text) = element {
+                        if let Some(id) = strings.lookup(text) {
+                            let word = (id / 64) as usize;
+                            if word < string_words {
+                                record[at + word] |= 1 << (id % 64);
+                            }
+                        }
+                    }
+                }
+                record[at + string_words] = elements.len() as u64;
+            } else {
+                let mut bits = 0u64;
+                for element in elements {
+                    match element {
+                        Value::Factor(f) => bits |= 1 << f,
+                        Value::Enum(v) => bits |= 1u64 << (v % 64),
+                        _ => {}
+                    }
+                }
+                record[at] = bits;
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The embedding API: load a compiled policy, start a flow from a request,
+//! resume it with events, and read outcomes and traces.
+//!
+//! A [`FlowState`] is plain data: the policy digest, the flow, and the
+//! canonical request and events so far. The host stores it between steps;
+//! every evaluation validates it again and re-evaluates the flow from the
+//! top, so the engine keeps no hidden state.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::bind::{self, Facts, InputError, Strings};
+use crate::kernel;
+use crate::outcome::{self, Outcome, Trace};
+use crate::program::Program;
+use crate::value::format_time;
+
+/// Why an evaluation produced no outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EvalError {
+    /// The request or an event is invalid.
+    Input(InputError),
+    /// The state was started under another policy version.
+    PolicyMismatch { state: String, policy: String },
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalError::Input(error) => error.fmt(f),
+            EvalError::PolicyMismatch { state, policy } => write!(
+                f,
+                "the flow state was started under policy {state}, but the loaded policy is {policy}; \
+                 re-evaluate it under the new version explicitly to continue"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+impl From<InputError> for EvalError {
+    fn from(error: InputError) -> EvalError {
+        EvalError::Input(error)
+    }
+}
+
+/// The serializable state of one flow instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowState {
+    /// Digest of the policy the flow was started under.
+    pub policy: String,
+    pub flow: String,
+    /// A stable id: a hash of the policy digest and the canonical request.
+    pub instance: String,
+    /// The request as validated, with `now` filled in.
+    pub request: Json,
+    /// Events applied so far, in order.
+    pub events: Vec<Json>,
+}
+
+/// The on-disk form of a compiled policy: the program and its digest.
+#[derive(Serialize, Deserialize)]
+struct Bytecode {
+    digest: String,
+    program: Program,
+}
+
+/// Reusable buffers for the kernel, sized for the largest flow of a policy.
+pub struct Scratch {
+    pub record: Vec<u64>,
+    pub registers: Vec<u64>,
+    pub outcome: Vec<u64>,
+}
+
+/// A loaded, verified policy.
+pub struct Policy {
+    program: Program,
+    digest: String,
+    pool: HashMap<String, u64>,
+    slot_index: HashMap<u32, usize>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Policy {
+    /// Verifies a program and prepares it for evaluation.
+    pub fn new(program: Program) -> Result<Policy, String> {
+        program.verify()?;
+        let digest = program.digest();
+        let pool = program.strings.iter().enumerate().map(|(i, s)| (s.clone(), i as u64)).collect();
+        let slot_index = program.layout.string_slots.iter().enumerate().map(|(i, &slot)| (slot, i)).collect();
+        Ok(Policy { program, digest, pool, slot_index })
+    }
+
+    /// Loads bytecode written by [`Policy::to_bytecode`]; a changed program
+    /// no longer matches its digest and is rejected.
+    pub fn load(bytecode: &str) -> Result<Policy, String> {
+        let parsed: Bytecode = serde_json::from_str(bytecode).map_err(|error| format!("invalid bytecode: {error}"))?;
+        let policy = Policy::new(parsed.program)?;
+        if policy.digest != parsed.digest {
+            return Err(format!("bytecode digest mismatch: the file says {}, the program hashes to {}", parsed.digest, policy.digest));
+        }
+        Ok(policy)
+    }
+
+    pub fn to_bytecode(&self) -> String {
+        let bytecode = Bytecode { digest: self.digest.clone(), program: self.program.clone() };
+        serde_json::to_string(&bytecode).unwrap_or_default()
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Buffers large enough for every flow of this policy.
+    pub fn scratch(&self) -> Scratch {
+        let registers = self.program.flows.iter().map(|f| f.registers).max().unwrap_or(0) as usize;
+        let outcome = self.program.flows.iter().map(|f| f.outcome_words).max().unwrap_or(0) as usize;
+        Scratch { record: vec![0; self.program.layout.words as usize], registers: vec![0; registers], outcome: vec![0; outcome] }
+    }
+
+    /// Validates a request and starts a flow. `default_now` (microseconds
+    /// since the epoch) is the time when the request gives no `now`.
+    pub fn start(&self, request: &Json, default_now: i64) -> Result<FlowState, InputError> {
+        let validated = bind::request(&self.program, request, default_now)?;
+        let mut canonical = request.clone();
+        if let Some(map) = canonical.as_object_mut() {
+            map.entry("now").or_insert_with(|| Json::from(format_time(default_now)));
+        }
+        let flow = self.program.flows[validated.flow].name.clone();
+        let mut hasher = Sha256::new();
+        hasher.update(self.digest.as_bytes());
+        hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
+        let instance = hex(&hasher.finalize()[..8]);
+        Ok(FlowState { policy: self.digest.clone(), flow, instance, request: canonical, events: Vec::new() })
+    }
+
+    /// Like [`Policy::start`], from JSON text (duplicate keys are rejected).
+    pub fn start_json(&self, text: &str, default_now: i64) -> Result<FlowState, InputError> {
+        let json = crate::json::parse(text).map_err(|message| InputError { field: String::new(), message })?;
+        self.start(&json, default_now)
+    }
+
+    /// Starts a flow from any serializable request type.
+    pub fn start_typed<T: Serialize>(&self, request: &T, default_now: i64) -> Result<FlowState, InputError> {
+        let json = serde_json::to_value(request).map_err(|error| InputError { field: String::new(), message: error.to_string() })?;
+        self.start(&json, default_now)
+    }
+
+    /// Appends an event to a state after validating the whole input again.
+    pub fn resume(&self, state: &FlowState, event: &Json) -> Result<FlowState, EvalError> {
+        let mut next = state.clone();
+        next.events.push(event.clone());
+        self.facts(&next)?;
+        Ok(next)
+    }
+
+    /// Adopts a state started under another policy version: the whole input
+    /// is validated under this policy, and the state then carries its digest.
+    pub fn migrate(&self, state: &FlowState) -> Result<FlowState, EvalError> {
+        let mut next = state.clone();
+        next.policy = self.digest.clone();
+        let facts = self.facts(&next)?;
+        next.flow = self.program.flows[facts.request.flow].name.clone();
+        Ok(next)
+    }
+
+    /// Validates the state and folds its events into facts.
+    pub fn facts(&self, state: &FlowState) -> Result<Facts, EvalError> {
+        if state.policy != self.digest {
+            return Err(EvalError::PolicyMismatch { state: state.policy.clone(), policy: self.digest.clone() });
+        }
+        let request = bind::request(&self.program, &state.request, 0)?;
+        if state.request.get("now").is_none() {
+            return Err(InputError { field: "now".into(), message: "a stored flow state must record `now`".into() }.into());
+        }
+        if self.program.flows[request.flow].name != state.flow {
+            return Err(InputError { field: "flow".into(), message: format!("the request routes to another flow than `{}`", state.flow) }.into());
+        }
+        let mut validated = Vec::with_capacity(state.events.len());
+        for (i, json) in state.events.iter().enumerate() {
+            validated.push(bind::event(&self.program, &request, json, &format!("events[{i}]"))?);
+        }
+        let mut facts = Facts::new(&self.program, request);
+        for (i, event) in validated.iter().enumerate() {
+            facts.apply(&self.program, event, &format!("events[{i}]"))?;
+        }
+        Ok(facts)
+    }
+
+    /// Evaluates the flow on the state's current facts.
+    pub fn evaluate(&self, state: &FlowState, with_trace: bool) -> Result<Outcome, EvalError> {
+        let facts = self.facts(state)?;
+        let mut scratch = self.scratch();
+        let mut strings = Strings::new(&self.pool);
+        bind::bind(&self.program, &facts, &self.slot_index, &mut strings, &mut scratch.record);
+        let flow = &self.program.flows[facts.request.flow];
+        self.decide(facts.request.flow, &mut scratch);
+        let words = &scratch.outcome[..flow.outcome_words as usize];
+        let mut outcome = outcome::render(&self.program, flow, words, &strings);
+        if with_trace {
+            outcome.trace = Some(Trace {
+                policy: self.digest.clone(),
+                flow: flow.name.clone(),
+                instance: state.instance.clone(),
+                input: serde_json::json!({ "request": state.request, "events": state.events }),
+                steps: outcome::trace_steps(flow, words, outcome.decision),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Binds facts into `scratch.record`; returns the string table for rendering.
+    pub fn bind<'p>(&'p self, facts: &Facts, scratch: &mut Scratch) -> Strings<'p> {
+        let mut strings = Strings::new(&self.pool);
+        bind::bind(&self.program, facts, &self.slot_index, &mut strings, &mut scratch.record);
+        strings
+    }
+
+    /// Runs flow `flow`'s kernel over `scratch.record` into `scratch.outcome`.
+    /// Allocates nothing.
+    pub fn decide(&self, flow: usize, scratch: &mut Scratch) {
+        let flow = &self.program.flows[flow];
+        let registers = &mut scratch.registers[..flow.registers as usize];
+        let outcome = &mut scratch.outcome[..flow.outcome_words as usize];
+        kernel::run(&flow.code, &scratch.record, registers, outcome);
+    }
+}

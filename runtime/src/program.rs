@@ -1,0 +1,428 @@
+//! The compiled program: a versioned, serializable bytecode format with a
+//! content digest.
+//!
+//! A program holds the request schema, the layout of the bound input record,
+//! and for each flow a straight-line instruction list that reads the record
+//! and writes a fixed-size outcome record. The instruction set has no jumps:
+//! every evaluation of a flow executes the same instructions in the same
+//! order, whatever the input.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::factor::Factor;
+
+/// Identifies the file format.
+pub const FORMAT: &str = "authflow-bytecode";
+/// Incremented on every incompatible change of the format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The type of a request attribute, switch or output value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ValueType {
+    Bool,
+    Int,
+    String,
+    Duration,
+    Time,
+    Ip,
+    Cidr,
+    Factor,
+    Enum(u32),
+    Set(Box<ValueType>),
+    Optional(Box<ValueType>),
+}
+
+impl ValueType {
+    /// Words the value occupies in a record, given the width of string sets.
+    pub fn words(&self, string_set_words: u32) -> u32 {
+        match self {
+            ValueType::Ip => 2,
+            ValueType::Cidr => 4,
+            ValueType::Set(element) if **element == ValueType::String => string_set_words + 1,
+            ValueType::Optional(inner) => 1 + inner.words(string_set_words),
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumType {
+    pub name: String,
+    pub variants: Vec<String>,
+}
+
+/// A declared attribute and the first record word that holds its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    pub ty: ValueType,
+    pub slot: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kind {
+    pub name: String,
+    /// Declared attributes; `id` and `enrolled` have fixed slots.
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Switch {
+    pub name: String,
+    pub ty: ValueType,
+    pub slot: u32,
+    /// The default in JSON input form.
+    pub default: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    pub enums: Vec<EnumType>,
+    pub kinds: Vec<Kind>,
+    pub context: Vec<Attribute>,
+    pub switches: Vec<Switch>,
+}
+
+/// Fixed word offsets of the input record; declared attributes follow.
+pub mod slot {
+    use crate::factor::Factor;
+
+    /// Evaluation time, microseconds since the epoch.
+    pub const NOW: u32 = 0;
+    /// The `now` of the request that started the flow.
+    pub const FLOW_STARTED: u32 = 1;
+    pub const SESSION_STARTED: u32 = 2;
+    pub const LAST_ACTIVE: u32 = 3;
+    /// Bitset of every verified factor.
+    pub const VERIFIED: u32 = 4;
+    /// Bitset of enrolled factors.
+    pub const ENROLLED: u32 = 5;
+    /// The principal's string id.
+    pub const PRINCIPAL_ID: u32 = 6;
+    /// Per factor: the latest verification time, `i64::MIN` if never.
+    pub const VERIFIED_AT: u32 = 7;
+    /// Per factor: the number of failed verifications.
+    pub const FAILURES: u32 = VERIFIED_AT + Factor::COUNT as u32;
+    /// Per approval role: granted (0 or 1), earliest grant time, refused (0 or 1).
+    pub const ROLES: u32 = FAILURES + Factor::COUNT as u32;
+    pub const WORDS_PER_ROLE: u32 = 3;
+}
+
+/// Fixed word offsets of the outcome record.
+pub mod out {
+    /// The [`super::Decision`] code.
+    pub const DECISION: u32 = 0;
+    /// The index of the site that decided.
+    pub const SITE: u32 = 1;
+    /// Factor bitset offered by a challenge or enroll decision.
+    pub const OPTIONS: u32 = 2;
+    /// One more than the index of the last exception entered; 0 for none.
+    pub const EXCEPTION: u32 = 3;
+    /// Role bitset words of a pending decision start here.
+    pub const AWAITING: u32 = 4;
+}
+
+/// How the input record is laid out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub words: u32,
+    /// Words in the bitset of a `Set<String>` value.
+    pub string_set_words: u32,
+    /// Record words of every scalar string value, in order. The string in
+    /// slot `i` that is not in the pool gets id `strings.len() + i`.
+    pub string_slots: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Decision {
+    Allow = 1,
+    Deny = 2,
+    Challenge = 3,
+    Enroll = 4,
+    Pending = 5,
+}
+
+impl Decision {
+    pub fn from_code(code: u64) -> Option<Decision> {
+        Some(match code {
+            1 => Decision::Allow,
+            2 => Decision::Deny,
+            3 => Decision::Challenge,
+            4 => Decision::Enroll,
+            5 => Decision::Pending,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Challenge => "challenge",
+            Decision::Enroll => "enroll",
+            Decision::Pending => "pending",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Decision::Allow | Decision::Deny)
+    }
+}
+
+/// An output value: a name, its type and its first outcome word.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    pub name: String,
+    pub ty: ValueType,
+    pub offset: u32,
+}
+
+/// A place in a flow that can make the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    pub decision: Decision,
+    pub reason: Option<String>,
+    pub attributes: Vec<Output>,
+    pub line: u32,
+}
+
+/// An `emit` step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emit {
+    pub name: String,
+    pub attributes: Vec<Output>,
+    pub line: u32,
+}
+
+/// Where the kernel records one step for the audit trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    pub line: u32,
+    /// The step as written, on one line.
+    pub text: String,
+    /// Outcome word: 1 when evaluation reached the step undecided.
+    pub reached: u32,
+    /// Outcome words of the guard values (0 or 1).
+    pub guards: Vec<u32>,
+    /// Outcome word of the selected arm of an `if`; the arm count means none.
+    pub arm: Option<u32>,
+    /// Outcome word: 1 when this step made the decision.
+    pub decided: u32,
+}
+
+/// One machine instruction of the decision kernel. Registers and slots are
+/// `u32` indexes, checked against the flow's sizes when a program is loaded.
+/// Boolean values are 0 or 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Instr {
+    /// `dst = record[slot]`
+    Load { dst: u32, slot: u32 },
+    /// `dst = value`
+    Const { dst: u32, value: u64 },
+    /// `outcome[slot] = src`
+    Store { slot: u32, src: u32 },
+    And { dst: u32, a: u32, b: u32 },
+    Or { dst: u32, a: u32, b: u32 },
+    Xor { dst: u32, a: u32, b: u32 },
+    /// Logical shift right by `b & 63`.
+    Shr { dst: u32, a: u32, b: u32 },
+    /// `dst = (a == b) as u64`
+    Eq { dst: u32, a: u32, b: u32 },
+    /// Signed `dst = (a < b) as u64`
+    Lt { dst: u32, a: u32, b: u32 },
+    /// Signed `dst = (a <= b) as u64`
+    Le { dst: u32, a: u32, b: u32 },
+    /// Saturating signed addition.
+    Add { dst: u32, a: u32, b: u32 },
+    /// Saturating signed subtraction.
+    Sub { dst: u32, a: u32, b: u32 },
+    /// `dst = if cond == 1 { a } else { b }`, without a branch.
+    Select { dst: u32, cond: u32, a: u32, b: u32 },
+    /// `dst = (a != 0) as u64`
+    Nonzero { dst: u32, a: u32 },
+    /// `dst = if a == 1 { u64::MAX } else { 0 }`: a 0/1 value as a mask.
+    Mask { dst: u32, a: u32 },
+    Popcount { dst: u32, a: u32 },
+    /// Hour of day in UTC of a time.
+    Hour { dst: u32, a: u32 },
+    /// ISO weekday in UTC of a time.
+    Weekday { dst: u32, a: u32 },
+}
+
+impl Instr {
+    /// The opcode name, as serialized.
+    pub fn opcode(&self) -> &'static str {
+        match self {
+            Instr::Load { .. } => "load",
+            Instr::Const { .. } => "const",
+            Instr::Store { .. } => "store",
+            Instr::And { .. } => "and",
+            Instr::Or { .. } => "or",
+            Instr::Xor { .. } => "xor",
+            Instr::Shr { .. } => "shr",
+            Instr::Eq { .. } => "eq",
+            Instr::Lt { .. } => "lt",
+            Instr::Le { .. } => "le",
+            Instr::Add { .. } => "add",
+            Instr::Sub { .. } => "sub",
+            Instr::Select { .. } => "select",
+            Instr::Nonzero { .. } => "nonzero",
+            Instr::Mask { .. } => "mask",
+            Instr::Popcount { .. } => "popcount",
+            Instr::Hour { .. } => "hour",
+            Instr::Weekday { .. } => "weekday",
+        }
+    }
+}
+
+/// One compiled flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub name: String,
+    /// Indexes of the principal kinds the flow accepts.
+    pub kinds: Vec<u32>,
+    pub event: Option<String>,
+    pub registers: u32,
+    pub outcome_words: u32,
+    /// Words of the role bitset at [`out::AWAITING`].
+    pub role_words: u32,
+    /// First outcome word of the obligation bitset (one bit per emit).
+    pub obligations: u32,
+    pub code: Vec<Instr>,
+    pub sites: Vec<Site>,
+    pub emits: Vec<Emit>,
+    pub exceptions: Vec<String>,
+    pub steps: Vec<TraceStep>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyName {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// A whole compiled policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub format: String,
+    pub version: u32,
+    pub policy: Option<PolicyName>,
+    pub schema: Schema,
+    /// The string pool: every string literal of the policy, sorted; a
+    /// string's id is its index.
+    pub strings: Vec<String>,
+    /// Every role named by an `approve` step, sorted.
+    pub roles: Vec<String>,
+    pub layout: Layout,
+    pub flows: Vec<Flow>,
+}
+
+impl Program {
+    /// The SHA-256 of the canonical JSON form, in hex: the policy digest.
+    pub fn digest(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let hash = Sha256::digest(&bytes);
+        hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn flow(&self, name: &str) -> Option<(usize, &Flow)> {
+        self.flows.iter().enumerate().find(|(_, flow)| flow.name == name)
+    }
+
+    /// Checks every index in the program against the sizes it declares, so
+    /// the kernel can run without a failed bounds check. Returns the first
+    /// problem found.
+    pub fn verify(&self) -> Result<(), String> {
+        if self.format != FORMAT || self.version != FORMAT_VERSION {
+            return Err(format!(
+                "unsupported bytecode format `{}` version {} (this runtime reads `{FORMAT}` version {FORMAT_VERSION})",
+                self.format, self.version
+            ));
+        }
+        let minimum = slot::ROLES + slot::WORDS_PER_ROLE * self.roles.len() as u32;
+        if self.layout.words < minimum {
+            return Err(format!("record of {} words is smaller than its fixed part", self.layout.words));
+        }
+        for flow in &self.flows {
+            verify_flow(flow, &self.layout).map_err(|message| format!("flow `{}`: {message}", flow.name))?;
+        }
+        Ok(())
+    }
+}
+
+fn verify_flow(flow: &Flow, layout: &Layout) -> Result<(), String> {
+    let registers = flow.registers;
+    let record_words = layout.words;
+    let check = |value: u32, limit: u32, what: &str| {
+        if value < limit {
+            Ok(())
+        } else {
+            Err(format!("{what} {value} is out of range (limit {limit})"))
+        }
+    };
+    if flow.outcome_words < out::AWAITING + flow.role_words {
+        return Err("outcome record is too small".to_string());
+    }
+    for (index, instr) in flow.code.iter().enumerate() {
+        let result = match *instr {
+            Instr::Load { dst, slot } => check(dst, registers, "register").and(check(slot, record_words, "record slot")),
+            Instr::Const { dst, .. } => check(dst, registers, "register"),
+            Instr::Store { slot, src } => {
+                check(src, registers, "register").and(check(slot, flow.outcome_words, "outcome slot"))
+            }
+            Instr::And { dst, a, b }
+            | Instr::Or { dst, a, b }
+            | Instr::Xor { dst, a, b }
+            | Instr::Shr { dst, a, b }
+            | Instr::Eq { dst, a, b }
+            | Instr::Lt { dst, a, b }
+            | Instr::Le { dst, a, b }
+            | Instr::Add { dst, a, b }
+            | Instr::Sub { dst, a, b } => check(dst, registers, "register")
+                .and(check(a, registers, "register"))
+                .and(check(b, registers, "register")),
+            Instr::Select { dst, cond, a, b } => check(dst, registers, "register")
+                .and(check(cond, registers, "register"))
+                .and(check(a, registers, "register"))
+                .and(check(b, registers, "register")),
+            Instr::Nonzero { dst, a }
+            | Instr::Mask { dst, a }
+            | Instr::Popcount { dst, a }
+            | Instr::Hour { dst, a }
+            | Instr::Weekday { dst, a } => check(dst, registers, "register").and(check(a, registers, "register")),
+        };
+        result.map_err(|message| format!("instruction {index}: {message}"))?;
+    }
+    let outputs = flow.sites.iter().flat_map(|s| &s.attributes).chain(flow.emits.iter().flat_map(|e| &e.attributes));
+    for output in outputs {
+        let end = output.offset.saturating_add(output.ty.words(layout.string_set_words));
+        check(end, flow.outcome_words + 1, "output end")?;
+    }
+    for step in &flow.steps {
+        for offset in step.guards.iter().chain(step.arm.iter()).chain([&step.reached, &step.decided]) {
+            check(*offset, flow.outcome_words, "trace offset")?;
+        }
+    }
+    let obligation_words = (flow.emits.len() as u32).div_ceil(64);
+    check(flow.obligations + obligation_words, flow.outcome_words + 1, "obligation offset")?;
+    Ok(())
+}
+
+/// Factor names by bit, for rendering.
+pub fn factor_name(index: usize) -> &'static str {
+    Factor::from_index(index).map(Factor::name).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_size_is_pinned() {
+        assert_eq!(std::mem::size_of::<Instr>(), 24);
+    }
+}
