@@ -1,9 +1,8 @@
 //! Outcomes and audit traces: decoding the kernel's outcome record into the
 //! JSON objects a host receives.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
 use crate::bind::Strings;
@@ -11,12 +10,36 @@ use crate::factor::Factor;
 use crate::program::{out, Decision, Flow, Output, Program, ValueType};
 use crate::value::{format_cidr, format_duration, format_ip, format_time, Cidr};
 
+/// Named output values in the order the policy wrote them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes(pub Vec<(String, Json)>);
+
+impl Attributes {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value)
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
 /// An obligation for the host, emitted on the path to a final decision.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Obligation {
     pub name: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, Json>,
+    #[serde(skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
 }
 
 /// The result of one evaluation. Empty fields are left out of the JSON.
@@ -31,8 +54,8 @@ pub struct Outcome {
     /// Roles whose approval a pending decision waits for, sorted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub awaiting: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, Json>,
+    #[serde(skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
     /// Only on allow and deny, in the order they were emitted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub obligations: Vec<Obligation>,
@@ -89,7 +112,7 @@ pub fn render(program: &Program, flow: &Flow, words: &[u64], strings: &Strings<'
     }
     let attributes = match (decision, site) {
         (Decision::Allow, Some(site)) => decode_outputs(program, &site.attributes, words, strings),
-        _ => BTreeMap::new(),
+        _ => Attributes::default(),
     };
     let mut obligations = Vec::new();
     if decision.is_final() {
@@ -142,11 +165,13 @@ pub fn trace_steps(flow: &Flow, words: &[u64], decision: Decision) -> Vec<TraceE
     entries
 }
 
-fn decode_outputs(program: &Program, outputs: &[Output], words: &[u64], strings: &Strings<'_>) -> BTreeMap<String, Json> {
-    outputs
-        .iter()
-        .map(|output| (output.name.clone(), decode(program, &output.ty, &words[output.offset as usize..], strings)))
-        .collect()
+fn decode_outputs(program: &Program, outputs: &[Output], words: &[u64], strings: &Strings<'_>) -> Attributes {
+    Attributes(
+        outputs
+            .iter()
+            .map(|output| (output.name.clone(), decode(program, &output.ty, &words[output.offset as usize..], strings)))
+            .collect(),
+    )
 }
 
 fn decode(program: &Program, ty: &ValueType, words: &[u64], strings: &Strings<'_>) -> Json {
