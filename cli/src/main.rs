@@ -273,6 +273,7 @@ fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
         }
         EvalError::PolicyMismatch { .. } => {
             eprintln!("error: {error}");
+            eprintln!("help: `authflow resume --migrate` re-evaluates the state under the loaded policy");
             EXIT_INPUT
         }
     }

@@ -34,8 +34,8 @@ impl fmt::Display for EvalError {
             EvalError::Input(error) => error.fmt(f),
             EvalError::PolicyMismatch { state, policy } => write!(
                 f,
-                "the flow state was started under policy {state}, but the loaded policy is {policy}; \
-                 re-evaluate it under the new version explicitly to continue"
+                "the flow state was started under another policy version ({state}); the loaded policy is \
+                 {policy}; re-evaluate the state under the new version explicitly to continue"
             ),
         }
     }
