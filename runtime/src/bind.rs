@@ -296,6 +296,9 @@ pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Reque
         invalid("principal.kind", format!("unknown principal kind `{kind_name}` (declared: {})", names.join(", ")))
     })? as u32;
     let id = string(principal_map.get("id").ok_or_else(|| invalid("principal.id", "missing required field"))?, "principal.id")?.to_string();
+    if id.is_empty() {
+        return Err(invalid("principal.id", "must not be empty"));
+    }
     let mut enrolled = 0;
     if let Some(list) = principal_map.get("enrolled") {
         let items = list.as_array().ok_or_else(|| invalid("principal.enrolled", format!("expected an array of factor names, found {}", kind_of(list))))?;
@@ -441,7 +444,11 @@ pub fn event(program: &Program, request: &Request, json: &Json, field: &str) -> 
             reject_unknown_keys(body_map, &["role", "approver", "granted", "at"], &path)?;
             let text = |key: &str| -> Result<String, InputError> {
                 let value = body_map.get(key).ok_or_else(|| invalid(format!("{path}.{key}"), "missing required field"))?;
-                Ok(string(value, &format!("{path}.{key}"))?.to_string())
+                let text = string(value, &format!("{path}.{key}"))?;
+                if text.is_empty() {
+                    return Err(invalid(format!("{path}.{key}"), "must not be empty"));
+                }
+                Ok(text.to_string())
             };
             let granted = body_map.get("granted").ok_or_else(|| invalid(format!("{path}.granted"), "missing required field"))?;
             let granted = granted.as_bool().ok_or_else(|| invalid(format!("{path}.granted"), format!("expected a boolean, found {}", kind_of(granted))))?;
