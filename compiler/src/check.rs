@@ -309,7 +309,10 @@ impl<'s, 'a> Checker<'s, 'a> {
                 checked.invariants.push(checked_invariant);
             }
         }
-        self.unused();
+        if !self.diagnostics.iter().any(Diagnostic::is_error) {
+            // Unused names are noise while errors may be what hides their use.
+            self.unused();
+        }
         checked
     }
 

@@ -258,6 +258,9 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
                             .with_label("string starts here")
                             .with_help("close the string with `\"` on the same line"),
                     );
+                    // The rest of the line stands in for the string, so parsing goes on.
+                    let value = source[range.end..range.end + consumed].to_string();
+                    tokens.push(Token { tok: Tok::Str(value), span: Span::new(file, range.start, range.end + consumed) });
                     continue;
                 }
                 Err(StringError::Escape { offset, length, consumed }) => {

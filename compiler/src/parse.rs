@@ -134,7 +134,20 @@ impl<'a> Parser<'a> {
         self.expect(Tok::Keyword(keyword), &format!("`{}`", keyword.text()))
     }
 
+    /// An identifier that refers to something (a factor, role, flow, kind).
     fn ident(&mut self, what: &str) -> Parsed<Ident> {
+        match self.peek().clone() {
+            Tok::Ident(name) => {
+                let span = self.advance().span;
+                Ok(Ident { name, span })
+            }
+            _ => Err(self.error_expected(what)),
+        }
+    }
+
+    /// An identifier that declares a name; a keyword here gets a hint that
+    /// it is reserved.
+    fn name(&mut self, what: &str) -> Parsed<Ident> {
         match self.peek().clone() {
             Tok::Ident(name) => {
                 let span = self.advance().span;
@@ -310,11 +323,11 @@ impl<'a> Parser<'a> {
 
     fn enum_decl(&mut self) -> Parsed<EnumDecl> {
         self.advance();
-        let name = self.ident("an enum name")?;
+        let name = self.name("an enum name")?;
         self.expect(Tok::LBrace, "`{`")?;
         let mut variants = Vec::new();
         while !self.at(&Tok::RBrace) {
-            variants.push(self.ident("an enum value")?);
+            variants.push(self.name("an enum value")?);
             if !self.eat(&Tok::Comma) {
                 break;
             }
@@ -325,7 +338,7 @@ impl<'a> Parser<'a> {
 
     fn principal(&mut self) -> Parsed<PrincipalDecl> {
         self.advance();
-        let kind = self.ident("a principal kind name")?;
+        let kind = self.name("a principal kind name")?;
         let fields = self.fields()?;
         Ok(PrincipalDecl { kind, fields })
     }
@@ -341,7 +354,7 @@ impl<'a> Parser<'a> {
         self.expect(Tok::LBrace, "`{`")?;
         let mut fields = Vec::new();
         while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
-            let name = self.ident("an attribute name")?;
+            let name = self.name("an attribute name")?;
             self.expect(Tok::Colon, "`:` and a type")?;
             let ty = self.type_expr()?;
             fields.push(Field { name, ty });
@@ -372,7 +385,7 @@ impl<'a> Parser<'a> {
 
     fn const_decl(&mut self) -> Parsed<ConstDecl> {
         self.advance();
-        let name = self.ident("a constant name")?;
+        let name = self.name("a constant name")?;
         let ty = if self.eat(&Tok::Colon) { Some(self.type_expr()?) } else { None };
         self.expect(Tok::Assign, "`=`")?;
         let value = self.expr()?;
@@ -381,7 +394,7 @@ impl<'a> Parser<'a> {
 
     fn switch(&mut self) -> Parsed<SwitchDecl> {
         self.advance();
-        let name = self.ident("a switch name")?;
+        let name = self.name("a switch name")?;
         self.expect(Tok::Colon, "`:` and the switch type")?;
         let ty = self.type_expr()?;
         self.expect(Tok::Assign, "`=` and a default value")?;
@@ -391,7 +404,7 @@ impl<'a> Parser<'a> {
 
     fn flow(&mut self) -> Parsed<FlowDecl> {
         let start = self.advance().span;
-        let name = self.ident("a flow name")?;
+        let name = self.name("a flow name")?;
         self.expect_keyword(Keyword::For)?;
         let kinds = if self.at_keyword(Keyword::Any) {
             Kinds::Any(self.advance().span)
@@ -623,7 +636,7 @@ impl<'a> Parser<'a> {
         let mut entries = Vec::new();
         let result = (|| {
             while !self.at(&Tok::RBrace) && !self.at(&Tok::Eof) {
-                let key = self.ident("an attribute name")?;
+                let key = self.name("an attribute name")?;
                 self.expect(Tok::Colon, "`:`")?;
                 let value = self.expr()?;
                 entries.push((key, value));
