@@ -214,7 +214,7 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     if compilation.has_errors() {
         return EXIT_COMPILE;
     }
-    let Some(program) = compilation.program else { return EXIT_COMPILE };
+    let Some(program) = compilation.program.clone() else { return EXIT_COMPILE };
     let policy = match Policy::new(program) {
         Ok(policy) => policy,
         Err(message) => {
@@ -224,7 +224,7 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     };
     match emit {
         Some(Stage::Ir) => {
-            print!("{}", compilation.ir.unwrap_or_default());
+            print!("{}", authflow_compiler::render_ir(&compilation).unwrap_or_default());
             EXIT_OK
         }
         Some(Stage::Bytecode) => {

@@ -136,3 +136,39 @@ fn emit_prints_each_stage() {
         assert!(!common::stdout(&output).trim().is_empty(), "{stage} printed nothing");
     }
 }
+
+#[test]
+fn trace_shows_deciding_step_and_guards() {
+    let dir = scratch("deciding");
+    let risky = REQUEST.replace("\"risk\": 10", "\"risk\": 95");
+    let request = write(&dir, "request.json", &risky);
+    let output = common::authflow(&["eval", POLICY, "--input", &request, "--trace"]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let outcome: Value = serde_json::from_str(common::stdout(&output).trim()).expect("one outcome");
+    let steps = outcome["trace"]["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["line"], 24);
+    assert_eq!(steps[0]["step"], "deny \"risk too high\" when context.risk >= 90");
+    assert_eq!(steps[0]["guards"], serde_json::json!([true]));
+    assert_eq!(steps[0]["result"], "deny");
+}
+
+#[test]
+fn trace_records_selected_arm() {
+    let dir = scratch("arm");
+    let request = write(&dir, "request.json", REQUEST);
+    let output = common::authflow(&["eval", POLICY, "--input", &request, "--trace"]);
+    let outcome: Value = serde_json::from_str(common::stdout(&output).trim()).expect("one outcome");
+    let steps = outcome["trace"]["steps"].as_array().expect("steps");
+    // The password challenge decides before the `if`, so the `if` is not reached.
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(steps[1]["step"], "require password attempts 5");
+    assert_eq!(steps[1]["result"], "challenge");
+    let password = write(&dir, "password.json", PASSWORD);
+    let output = common::authflow(&["eval", POLICY, "--input", &request, "--event", &password, "--trace"]);
+    let last: Value = serde_json::from_str(common::stdout(&output).lines().last().expect("two outcomes")).expect("JSON");
+    let steps = last["trace"]["steps"].as_array().expect("steps");
+    let branch = steps.iter().find(|s| s["step"].as_str().is_some_and(|t| t.starts_with("if "))).expect("the if step");
+    assert_eq!(branch["arm"], 1);
+    assert_eq!(branch["guards"], serde_json::json!([true, false]));
+}

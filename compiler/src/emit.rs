@@ -15,8 +15,33 @@ use crate::lower::FlowIr;
 
 /// Assembles the program from its lowered flows.
 pub fn emit(mut program: Program, flows: Vec<FlowIr>) -> Program {
-    program.flows = flows.into_iter().map(|ir| allocate(ir.flow)).collect();
+    program.flows = flows
+        .into_iter()
+        .map(|mut ir| {
+            ir.flow.code = eliminate_dead_code(&ir.flow.code);
+            allocate(ir.flow)
+        })
+        .collect();
     program
+}
+
+/// Drops instructions whose result no later instruction reads. Stores to
+/// the outcome record are the roots.
+fn eliminate_dead_code(code: &[Instr]) -> Vec<Instr> {
+    let mut needed: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(code.len());
+    for instr in code.iter().rev() {
+        let (dst, uses) = registers_of(instr);
+        if let Some(dst) = dst {
+            if !needed.remove(&dst) {
+                continue;
+            }
+        }
+        needed.extend(uses);
+        kept.push(*instr);
+    }
+    kept.reverse();
+    kept
 }
 
 fn registers_of(instr: &Instr) -> (Option<u32>, Vec<u32>) {
@@ -74,6 +99,7 @@ fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::prog
     }
     let mut assigned: HashMap<u32, u32> = HashMap::new();
     let mut free: Vec<u32> = Vec::new();
+    let mut is_free: Vec<bool> = Vec::new();
     let mut count = 0u32;
     let mut code = Vec::with_capacity(flow.code.len());
     for (index, instr) in flow.code.iter().enumerate() {
@@ -81,19 +107,24 @@ fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::prog
         // Operands whose range ends here free their registers before the result is placed.
         for register in &uses {
             if last_occurrence.get(register) == Some(&index) && Some(*register) != dst {
-                if let Some(physical) = assigned.get(register) {
-                    if !free.contains(physical) {
-                        free.push(*physical);
-                    }
+                if let Some(&physical) = assigned.get(register) {
+                    release(physical, &mut free, &mut is_free);
                 }
             }
         }
         if let Some(dst) = dst {
             if let std::collections::hash_map::Entry::Vacant(entry) = assigned.entry(dst) {
-                let physical = free.pop().unwrap_or_else(|| {
-                    count += 1;
-                    count - 1
-                });
+                let physical = match free.pop() {
+                    Some(physical) => {
+                        is_free[physical as usize] = false;
+                        physical
+                    }
+                    None => {
+                        count += 1;
+                        is_free.push(false);
+                        count - 1
+                    }
+                };
                 entry.insert(physical);
             }
         }
@@ -101,10 +132,8 @@ fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::prog
         code.push(rename(instr, &map));
         if let Some(dst) = dst {
             if last_occurrence.get(&dst) == Some(&index) {
-                if let Some(physical) = assigned.get(&dst) {
-                    if !free.contains(physical) {
-                        free.push(*physical);
-                    }
+                if let Some(&physical) = assigned.get(&dst) {
+                    release(physical, &mut free, &mut is_free);
                 }
             }
         }
@@ -112,6 +141,13 @@ fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::prog
     flow.code = code;
     flow.registers = count;
     flow
+}
+
+fn release(physical: u32, free: &mut Vec<u32>, is_free: &mut [bool]) {
+    if !is_free[physical as usize] {
+        is_free[physical as usize] = true;
+        free.push(physical);
+    }
 }
 
 /// Renders lowered code as text, one instruction per line, with each

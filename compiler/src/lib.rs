@@ -62,8 +62,6 @@ pub struct Compilation {
     pub checked: Option<check::Checked>,
     /// The bytecode program; present after [`compile`] succeeds.
     pub program: Option<authflow_runtime::program::Program>,
-    /// The lowered code before register allocation, for `--emit ir`.
-    pub ir: Option<String>,
 }
 
 impl Compilation {
@@ -99,10 +97,18 @@ pub fn compile(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
     if let Some(checked) = &compilation.checked {
         let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
         let (program, flows) = lower::lower(checked, &texts);
-        compilation.ir = Some(emit::render_ir(&flows));
         compilation.program = Some(emit::emit(program, flows));
     }
     compilation
+}
+
+/// Renders the lowered code of a checked compilation before register
+/// allocation, one instruction per line with each step's source as a comment.
+pub fn render_ir(compilation: &Compilation) -> Option<String> {
+    let checked = compilation.checked.as_ref()?;
+    let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+    let (_, flows) = lower::lower(checked, &texts);
+    Some(emit::render_ir(&flows))
 }
 
 /// Parses the root file and, breadth first, every file it imports. Each

@@ -61,6 +61,8 @@ type Val = Vec<u32>;
 struct Lowering<'a> {
     checked: &'a Checked,
     sources: &'a [&'a str],
+    /// Byte offsets of line starts, per file.
+    line_starts: Vec<Vec<usize>>,
     program: Program,
     string_ids: HashMap<String, u64>,
     principal_slots: HashMap<(String, ValueType), u32>,
@@ -160,7 +162,11 @@ impl<'a> Lowering<'a> {
             layout: Layout { words: next, string_set_words, string_slots },
             flows: Vec::new(),
         };
-        Lowering { checked, sources, program, string_ids, principal_slots, context_slots }
+        let line_starts = sources
+            .iter()
+            .map(|text| std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+            .collect();
+        Lowering { checked, sources, line_starts, program, string_ids, principal_slots, context_slots }
     }
 
     fn flow(&mut self, index: usize) -> FlowIr {
@@ -192,10 +198,13 @@ impl<'a> Lowering<'a> {
     }
 
     fn line_of(&self, span: crate::span::Span) -> (u32, String) {
-        let text = self.sources.get(span.file.0 as usize).copied().unwrap_or("");
+        let file = span.file.0 as usize;
+        let text = self.sources.get(file).copied().unwrap_or("");
         let start = (span.start as usize).min(text.len());
-        let line = text[..start].matches('\n').count() as u32 + 1;
-        let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let starts = self.line_starts.get(file).map(Vec::as_slice).unwrap_or(&[0]);
+        let index = starts.partition_point(|&line_start| line_start <= start).saturating_sub(1);
+        let line = index as u32 + 1;
+        let line_start = starts.get(index).copied().unwrap_or(0);
         let line_end = text[start..].find('\n').map(|i| start + i).unwrap_or(text.len());
         let mut shown = text[line_start..line_end].trim().trim_end_matches('{').trim().to_string();
         if let Some(comment) = shown.find("//") {
@@ -286,6 +295,10 @@ struct FlowBuilder<'l, 'a> {
     next_register: u32,
     next_out: u32,
     constants: HashMap<u64, u32>,
+    /// The value of every register created by [`FlowBuilder::constant`].
+    known: HashMap<u32, u64>,
+    /// Registers known to hold 0 or 1.
+    booleans: std::collections::HashSet<u32>,
     role_words: u32,
     obligation_offset: u32,
     sites: Vec<Site>,
@@ -312,6 +325,8 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             next_register: 0,
             next_out: out::AWAITING + role_words,
             constants: HashMap::new(),
+            known: HashMap::new(),
+            booleans: std::collections::HashSet::new(),
             role_words,
             obligation_offset: 0,
             sites: Vec::new(),
@@ -327,6 +342,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             obligation_words: Vec::new(),
         };
         builder.undecided = builder.fresh_constant(1);
+        builder.booleans.insert(builder.undecided);
         builder.decision = builder.fresh_constant(0);
         builder.site = builder.fresh_constant(0);
         builder.options = builder.fresh_constant(0);
@@ -354,7 +370,40 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         }
         let register = self.fresh_constant(value);
         self.constants.insert(value, register);
+        self.known.insert(register, value);
+        if value <= 1 {
+            self.booleans.insert(register);
+        }
         register
+    }
+
+    fn boolean(&mut self, register: u32) -> u32 {
+        self.booleans.insert(register);
+        register
+    }
+
+    fn is_boolean(&self, register: u32) -> bool {
+        self.booleans.contains(&register)
+    }
+
+    /// Folds a bitwise operation whose result the operands already fix.
+    fn fold_bitwise(&mut self, op: fn(u64, u64) -> u64, identity: u64, absorbing: Option<u64>, a: u32, b: u32) -> Option<u32> {
+        let (x, y) = (self.known.get(&a).copied(), self.known.get(&b).copied());
+        if let (Some(x), Some(y)) = (x, y) {
+            return Some(self.constant(op(x, y)));
+        }
+        if let Some(absorbing) = absorbing {
+            if x == Some(absorbing) || y == Some(absorbing) {
+                return Some(self.constant(absorbing));
+            }
+        }
+        if x == Some(identity) {
+            return Some(b);
+        }
+        if y == Some(identity) {
+            return Some(a);
+        }
+        None
     }
 
     /// A new register initialized to `value`, free to be overwritten.
@@ -371,27 +420,69 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn and(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::And { dst, a, b }, a, b)
+        if let Some(folded) = self.fold_bitwise(|x, y| x & y, u64::MAX, Some(0), a, b) {
+            return folded;
+        }
+        // 1 is the identity of `and` on 0/1 values.
+        let both = self.is_boolean(a) && self.is_boolean(b);
+        if self.known.get(&a) == Some(&1) && self.is_boolean(b) {
+            return b;
+        }
+        if self.known.get(&b) == Some(&1) && self.is_boolean(a) {
+            return a;
+        }
+        let dst = self.op2(|dst, a, b| Instr::And { dst, a, b }, a, b);
+        if both || self.is_boolean(a) || self.is_boolean(b) {
+            self.boolean(dst);
+        }
+        dst
     }
 
     fn or(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::Or { dst, a, b }, a, b)
+        if let Some(folded) = self.fold_bitwise(|x, y| x | y, 0, Some(u64::MAX), a, b) {
+            return folded;
+        }
+        let both = self.is_boolean(a) && self.is_boolean(b);
+        let dst = self.op2(|dst, a, b| Instr::Or { dst, a, b }, a, b);
+        if both {
+            self.boolean(dst);
+        }
+        dst
     }
 
     fn xor(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::Xor { dst, a, b }, a, b)
+        if let Some(folded) = self.fold_bitwise(|x, y| x ^ y, 0, None, a, b) {
+            return folded;
+        }
+        let both = self.is_boolean(a) && self.is_boolean(b);
+        let dst = self.op2(|dst, a, b| Instr::Xor { dst, a, b }, a, b);
+        if both {
+            self.boolean(dst);
+        }
+        dst
+    }
+
+    fn comparison(&mut self, make: fn(u32, u32, u32) -> Instr, fold: fn(u64, u64) -> bool, a: u32, b: u32) -> u32 {
+        if let (Some(&x), Some(&y)) = (self.known.get(&a), self.known.get(&b)) {
+            return self.constant(u64::from(fold(x, y)));
+        }
+        let dst = self.op2(make, a, b);
+        self.boolean(dst)
     }
 
     fn eq(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::Eq { dst, a, b }, a, b)
+        if a == b {
+            return self.constant(1);
+        }
+        self.comparison(|dst, a, b| Instr::Eq { dst, a, b }, |x, y| x == y, a, b)
     }
 
     fn lt(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::Lt { dst, a, b }, a, b)
+        self.comparison(|dst, a, b| Instr::Lt { dst, a, b }, |x, y| (x as i64) < (y as i64), a, b)
     }
 
     fn le(&mut self, a: u32, b: u32) -> u32 {
-        self.op2(|dst, a, b| Instr::Le { dst, a, b }, a, b)
+        self.comparison(|dst, a, b| Instr::Le { dst, a, b }, |x, y| (x as i64) <= (y as i64), a, b)
     }
 
     fn add(&mut self, a: u32, b: u32) -> u32 {
@@ -418,21 +509,45 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn nonzero(&mut self, a: u32) -> u32 {
-        self.op1(|dst, a| Instr::Nonzero { dst, a }, a)
+        if let Some(&x) = self.known.get(&a) {
+            return self.constant(u64::from(x != 0));
+        }
+        if self.is_boolean(a) {
+            return a;
+        }
+        let dst = self.op1(|dst, a| Instr::Nonzero { dst, a }, a);
+        self.boolean(dst)
     }
 
     fn mask(&mut self, a: u32) -> u32 {
+        if let Some(&x) = self.known.get(&a) {
+            return self.constant((x & 1).wrapping_neg());
+        }
         self.op1(|dst, a| Instr::Mask { dst, a }, a)
     }
 
     fn select(&mut self, cond: u32, a: u32, b: u32) -> u32 {
+        match self.known.get(&cond) {
+            Some(1) => return a,
+            Some(0) => return b,
+            _ => {}
+        }
+        if a == b {
+            return a;
+        }
         let dst = self.register();
         self.code.push(Instr::Select { dst, cond, a, b });
+        if self.is_boolean(a) && self.is_boolean(b) {
+            self.boolean(dst);
+        }
         dst
     }
 
     /// Overwrites the accumulator `dst` with `a` where `cond` is 1.
     fn select_into(&mut self, dst: u32, cond: u32, a: u32) {
+        if self.known.get(&cond) == Some(&0) {
+            return;
+        }
         self.code.push(Instr::Select { dst, cond, a, b: dst });
     }
 
@@ -446,20 +561,16 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         self.code.push(Instr::Store { slot, src });
     }
 
+    /// The `and` of 0/1 values; 1 for none.
     fn and_all(&mut self, values: &[u32]) -> u32 {
-        let mut result = self.constant(1);
-        for &value in values {
-            result = self.and(result, value);
-        }
-        result
+        let Some((&first, rest)) = values.split_first() else { return self.constant(1) };
+        rest.iter().fold(first, |result, &value| self.and(result, value))
     }
 
+    /// The `or` of 0/1 values; 0 for none.
     fn or_all(&mut self, values: &[u32]) -> u32 {
-        let mut result = self.constant(0);
-        for &value in values {
-            result = self.or(result, value);
-        }
-        result
+        let Some((&first, rest)) = values.split_first() else { return self.constant(0) };
+        rest.iter().fold(first, |result, &value| self.or(result, value))
     }
 
     fn words_of(&self, ty: &ValueType) -> u32 {
@@ -555,7 +666,21 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 return vec![self.sub(now, from)];
             }
         };
-        (0..words).map(|i| self.load(base + i)).collect()
+        let loaded: Val = (0..words).map(|i| self.load(base + i)).collect();
+        // INVARIANT: the binder writes 0 or 1 for booleans and presence words.
+        match ty {
+            Type::Bool => {
+                self.boolean(loaded[0]);
+            }
+            Type::Optional(inner) => {
+                self.boolean(loaded[0]);
+                if **inner == Type::Bool {
+                    self.boolean(loaded[1]);
+                }
+            }
+            _ => {}
+        }
+        loaded
     }
 
     /// The 800-63B level (0 to 3) of every verified factor.
@@ -831,14 +956,25 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 self.select_into(target, fire, word);
             }
         }
-        let not_fired = self.not(fire);
-        let undecided = self.undecided;
-        self.code.push(Instr::And { dst: undecided, a: undecided, b: not_fired });
+        if self.known.get(&fire) != Some(&0) {
+            let not_fired = self.not(fire);
+            let undecided = self.undecided;
+            self.code.push(Instr::And { dst: undecided, a: undecided, b: not_fired });
+        }
         fire
     }
 
+    /// `path & undecided` now, in a register of its own: `undecided` is an
+    /// accumulator that later steps overwrite, so it is never returned as is.
     fn live(&mut self, path: u32) -> u32 {
-        self.and(path, self.undecided)
+        let dst = self.register();
+        let undecided = self.undecided;
+        if self.known.get(&path) == Some(&1) {
+            self.code.push(Instr::Or { dst, a: undecided, b: undecided });
+        } else {
+            self.code.push(Instr::And { dst, a: path, b: undecided });
+        }
+        self.boolean(dst)
     }
 
     fn trace_step(&mut self, step: &TStep, reached: u32, guards: &[u32], arm: Option<u32>, decided: u32) {

@@ -732,9 +732,14 @@ impl<'a> Parser<'a> {
         let mut context = None;
         let mut principal = None;
         loop {
-            if self.eat_keyword(Keyword::Context) {
+            // `principal KIND { ... }` after an update starts the next statement;
+            // the update's own part is `principal { ... }`.
+            let record_follows = matches!(self.tokens.get(self.position + 1).map(|t| &t.tok), Some(Tok::LBrace));
+            if self.at_keyword(Keyword::Context) && record_follows && context.is_none() {
+                self.advance();
                 context = Some(self.record()?);
-            } else if self.eat_keyword(Keyword::Principal) {
+            } else if self.at_keyword(Keyword::Principal) && record_follows && principal.is_none() {
+                self.advance();
                 principal = Some(self.record()?);
             } else {
                 break;

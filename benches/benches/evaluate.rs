@@ -1,0 +1,89 @@
+//! Evaluation speed: the bytecode kernel on a bound input record, and end to
+//! end from request JSON to outcome, for the workforce login flow and for a
+//! generated flow of 100 guards. Heap allocations per evaluation are counted
+//! with a counting allocator and printed once per input.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use authflow_benches::{policy_with_guards, GUARDED_REQUEST, WORKFORCE_POLICY, WORKFORCE_REQUEST};
+use authflow_compiler::{compile, NoImports};
+use authflow_runtime::Policy;
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// counter is a relaxed atomic increment with no other effect.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+fn load(source: &str) -> Policy {
+    let program = compile("bench.flow", source, &mut NoImports).program.expect("policy compiles");
+    Policy::new(program).expect("program verifies")
+}
+
+fn bench_policy(c: &mut Criterion, name: &str, source: &str, request: &str) {
+    let policy = load(source);
+    let state = policy.start_json(request, 0).expect("valid request");
+    let facts = policy.facts(&state).expect("valid state");
+    let flow = facts.request.flow;
+    let mut scratch = policy.scratch();
+    let _strings = policy.bind(&facts, &mut scratch);
+
+    let kernel_allocations = allocations_during(|| policy.decide(flow, &mut scratch));
+    let end_to_end_allocations = allocations_during(|| {
+        let state = policy.start_json(request, 0).expect("valid request");
+        black_box(policy.evaluate(&state, false).expect("outcome"));
+    });
+    println!(
+        "{name}: {} instructions, heap allocations per evaluation: kernel {kernel_allocations}, end to end {end_to_end_allocations}",
+        policy.program().flows[flow].code.len()
+    );
+
+    let mut group = c.benchmark_group(name);
+    group.bench_function("kernel", |b| b.iter(|| policy.decide(black_box(flow), &mut scratch)));
+    group.bench_function("bind_and_kernel", |b| {
+        b.iter(|| {
+            let _strings = policy.bind(black_box(&facts), &mut scratch);
+            policy.decide(flow, &mut scratch);
+        })
+    });
+    group.bench_function("end_to_end_json", |b| {
+        b.iter(|| {
+            let state = policy.start_json(black_box(request), 0).expect("valid request");
+            policy.evaluate(&state, false).expect("outcome")
+        })
+    });
+    group.finish();
+}
+
+fn evaluation(c: &mut Criterion) {
+    bench_policy(c, "workforce_login", WORKFORCE_POLICY, WORKFORCE_REQUEST);
+    bench_policy(c, "guards_100", &policy_with_guards(100), GUARDED_REQUEST);
+}
+
+criterion_group!(benches, evaluation);
+criterion_main!(benches);
