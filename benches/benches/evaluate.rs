@@ -3,41 +3,19 @@
 //! generated flow of 100 guards. Heap allocations per evaluation are counted
 //! with a counting allocator and printed once per input.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use authflow_benches::{policy_with_guards, GUARDED_REQUEST, WORKFORCE_POLICY, WORKFORCE_REQUEST};
 use authflow_compiler::{compile, NoImports};
 use authflow_runtime::Policy;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the
-// counter is a relaxed atomic increment with no other effect.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
 
+/// Heap blocks allocated while `f` runs.
 fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = dhat::HeapStats::get().total_blocks;
     f();
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    dhat::HeapStats::get().total_blocks - before
 }
 
 fn load(source: &str) -> Policy {
@@ -47,6 +25,7 @@ fn load(source: &str) -> Policy {
 
 fn bench_policy(c: &mut Criterion, name: &str, source: &str, request: &str) {
     let policy = load(source);
+    let profiler = dhat::Profiler::builder().testing().build();
     let state = policy.start_json(request, 0).expect("valid request");
     let facts = policy.facts(&state).expect("valid state");
     let flow = facts.request.flow;
@@ -62,6 +41,7 @@ fn bench_policy(c: &mut Criterion, name: &str, source: &str, request: &str) {
         "{name}: {} instructions, heap allocations per evaluation: kernel {kernel_allocations}, end to end {end_to_end_allocations}",
         policy.program().flows[flow].code.len()
     );
+    drop(profiler);
 
     let mut group = c.benchmark_group(name);
     group.bench_function("kernel", |b| b.iter(|| policy.decide(black_box(flow), &mut scratch)));
