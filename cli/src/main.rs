@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use authflow_compiler::{check_source, compile, Compilation, Loader};
+use authflow_compiler::{check_source, compile, Compilation, Loaded, Loader};
 use authflow_runtime::{EvalError, FlowState, Policy};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value as Json;
@@ -121,12 +121,16 @@ fn main() -> ExitCode {
 struct FileLoader;
 
 impl Loader for FileLoader {
-    fn load(&mut self, importer: &str, path: &str) -> Result<(String, String), String> {
+    fn load(&mut self, importer: &str, path: &str) -> Result<Loaded, String> {
         let base = Path::new(importer).parent().unwrap_or(Path::new("."));
         let full = base.join(path);
         let canonical = full.canonicalize().map_err(|error| format!("cannot import `{path}`: {error}"))?;
         let text = std::fs::read_to_string(&canonical).map_err(|error| format!("cannot import `{path}`: {error}"))?;
-        Ok((canonical.display().to_string(), text))
+        Ok(Loaded { key: canonical.display().to_string(), name: full.display().to_string(), text })
+    }
+
+    fn root_key(&mut self, name: &str) -> String {
+        Path::new(name).canonicalize().map(|p| p.display().to_string()).unwrap_or_else(|_| name.to_string())
     }
 }
 

@@ -29,18 +29,32 @@ pub fn parse_file(source: &str) -> (ast::File, Vec<Diagnostic>) {
     (file, diagnostics)
 }
 
+/// A file supplied by a [`Loader`].
+pub struct Loaded {
+    /// The file's identity: files with equal keys are loaded once.
+    pub key: String,
+    /// The name diagnostics show.
+    pub name: String,
+    pub text: String,
+}
+
 /// Supplies the text of files named by `import "path.flow"`.
 pub trait Loader {
-    /// Loads `path` as imported from the file named `importer`. Returns a
-    /// canonical name for the file (equal names are loaded once) and its text.
-    fn load(&mut self, importer: &str, path: &str) -> Result<(String, String), String>;
+    /// Loads `path` as imported from the file named `importer`.
+    fn load(&mut self, importer: &str, path: &str) -> Result<Loaded, String>;
+
+    /// The identity key of the root file called `name`, so that an import of
+    /// the root file is recognised as the root. Defaults to the name.
+    fn root_key(&mut self, name: &str) -> String {
+        name.to_string()
+    }
 }
 
 /// A loader for hosts that compile a single text: every path import fails.
 pub struct NoImports;
 
 impl Loader for NoImports {
-    fn load(&mut self, _importer: &str, path: &str) -> Result<(String, String), String> {
+    fn load(&mut self, _importer: &str, path: &str) -> Result<Loaded, String> {
         Err(format!("cannot import `{path}`: this compilation has no file access"))
     }
 }
@@ -115,6 +129,7 @@ pub fn render_ir(compilation: &Compilation) -> Option<String> {
 /// file is loaded once, so import cycles are harmless.
 fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut Compilation) -> Vec<ast::File> {
     let mut files = Vec::new();
+    let mut keys = vec![loader.root_key(name)];
     compilation.sources.push(SourceFile { name: name.to_string(), text: text.to_string() });
     let mut next = 0;
     while next < compilation.sources.len() {
@@ -127,7 +142,10 @@ fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut C
             let ast::Item::Import(import) = item else { continue };
             let loaded = match &import.target {
                 ast::ImportTarget::Std(module) => match stdlib::module(&module.name) {
-                    Some(text) => Ok((format!("std/{}.flow", module.name), text.to_string())),
+                    Some(text) => {
+                        let name = format!("std/{}.flow", module.name);
+                        Ok(Loaded { key: name.clone(), name, text: text.to_string() })
+                    }
                     None => {
                         let names = stdlib::MODULES.iter().map(|(name, _)| *name);
                         let mut diagnostic = Diagnostic::error(format!("unknown standard library module `std.{}`", module.name), module.span);
@@ -145,9 +163,10 @@ fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut C
                 ast::ImportTarget::Path(path) => loader.load(&importer, path),
             };
             match loaded {
-                Ok((canonical, text)) => {
-                    if !compilation.sources.iter().any(|s| s.name == canonical) {
-                        compilation.sources.push(SourceFile { name: canonical, text });
+                Ok(loaded) => {
+                    if !keys.contains(&loaded.key) {
+                        keys.push(loaded.key);
+                        compilation.sources.push(SourceFile { name: loaded.name, text: loaded.text });
                     }
                 }
                 Err(message) => compilation.diagnostics.push(Diagnostic::error(message, import.span).with_label("imported here")),
