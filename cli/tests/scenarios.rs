@@ -116,22 +116,39 @@ fn run_check_case(folder: &Path, case: &Value) -> Option<String> {
     None
 }
 
-#[test]
-fn every_scenario_case_passes() {
-    let scenarios = common::root().join("tests/scenarios");
-    let mut folders: Vec<_> = std::fs::read_dir(&scenarios)
-        .expect("tests/scenarios exists")
+fn case_folders(relative: &str) -> Vec<std::path::PathBuf> {
+    let mut folders: Vec<_> = std::fs::read_dir(common::root().join(relative))
+        .unwrap_or_else(|error| panic!("{relative}: {error}"))
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.is_dir())
         .collect();
     folders.sort();
+    folders
+}
+
+#[test]
+fn every_scenario_case_passes() {
+    let folders = case_folders("tests/scenarios");
     assert!(folders.len() >= 11, "expected the scenario folders, found {}", folders.len());
-    let scratch = std::env::temp_dir().join(format!("authflow-scenarios-{}", std::process::id()));
+    run_folders(&folders, 100);
+}
+
+/// The project's own decision cases beyond the acceptance scenarios.
+#[test]
+fn every_project_case_passes() {
+    let folders = case_folders("tests/cases");
+    assert!(!folders.is_empty());
+    run_folders(&folders, folders.len());
+}
+
+fn run_folders(folders: &[std::path::PathBuf], minimum: usize) {
+    let parent = folders.first().and_then(|f| f.parent()).and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy();
+    let scratch = std::env::temp_dir().join(format!("authflow-{parent}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let mut failures = Vec::new();
     let mut passed = 0;
-    for folder in &folders {
+    for folder in folders {
         let name = folder.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let check = folder.join("check.json");
         let spec_path = if check.exists() { check.clone() } else { folder.join("cases.json") };
@@ -147,5 +164,5 @@ fn every_scenario_case_passes() {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     assert!(failures.is_empty(), "{passed} passed, {} failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(passed >= 100, "only {passed} cases ran");
+    assert!(passed >= minimum, "only {passed} cases ran");
 }

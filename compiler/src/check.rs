@@ -205,8 +205,10 @@ impl Checked {
 enum Env {
     /// A constant or switch default: compile-time values only.
     Constant,
-    /// A flow body or invariant for these principal kinds.
-    Flow { kinds: Vec<u32> },
+    /// A flow body or invariant for these principal kinds; `any` for a
+    /// `for any` flow, which reads only the built-in principal attributes
+    /// because importers may declare kinds it cannot know.
+    Flow { kinds: Vec<u32>, any: bool },
 }
 
 #[derive(Clone)]
@@ -285,7 +287,7 @@ impl<'s, 'a> Checker<'s, 'a> {
         let flow_kinds: Vec<(Vec<u32>, bool)> = scope.flows.iter().map(|flow| self.flow_kinds(flow)).collect();
         for (index, decl) in scope.flows.iter().enumerate() {
             let (kinds, any_kind) = flow_kinds[index].clone();
-            let env = Env::Flow { kinds: kinds.clone() };
+            let env = Env::Flow { kinds: kinds.clone(), any: any_kind };
             let body = self.block(&decl.body, &env, &flow_kinds);
             checked.flows.push(CheckedFlow {
                 name: decl.name.name.clone(),
@@ -499,9 +501,14 @@ impl<'s, 'a> Checker<'s, 'a> {
                     self.error(diagnostic);
                     return None;
                 };
-                if let Env::Flow { kinds } = env {
-                    let (target_kinds, _) = &flow_kinds[index as usize];
-                    if let Some(missing) = kinds.iter().find(|k| !target_kinds.contains(k)) {
+                if let Env::Flow { kinds, any } = env {
+                    let (target_kinds, target_any) = &flow_kinds[index as usize];
+                    if *any && !*target_any {
+                        self.error(
+                            Diagnostic::error(format!("flow `{}` does not accept every principal kind", flow.name), flow.span)
+                                .with_help(format!("a `for any` flow can only run flows declared `for any`; declare `{}` `for any` or list kinds here", flow.name)),
+                        );
+                    } else if let Some(missing) = kinds.iter().find(|k| !target_kinds.contains(k)) {
                         let kind_name = self.scope.kinds[*missing as usize].name.clone();
                         self.error(
                             Diagnostic::error(format!("flow `{}` does not accept principal kind `{kind_name}`", flow.name), flow.span)
@@ -965,7 +972,8 @@ impl<'s, 'a> Checker<'s, 'a> {
             return TExpr::error(span);
         };
         let kinds = match env {
-            Env::Flow { kinds } if matches!(root.as_str(), "principal" | "context" | "session") => kinds.clone(),
+            Env::Flow { any: true, .. } if root == "principal" => Vec::new(),
+            Env::Flow { kinds, .. } if matches!(root.as_str(), "principal" | "context" | "session") => kinds.clone(),
             Env::Constant if matches!(root.as_str(), "principal" | "context" | "session") => {
                 self.error(
                     Diagnostic::error(format!("`{root}` cannot be used in a constant"), base.span)
@@ -1014,7 +1022,15 @@ impl<'s, 'a> Checker<'s, 'a> {
             let builtin = crate::resolve::builtin_principal_fields(span);
             return match builtin.iter().find(|f| f.name == attr.name) {
                 Some(field) => TExpr { kind: TKind::Input(Input::Principal(attr.name.clone())), ty: field.ty.clone(), span },
-                None => self.unknown_attribute("principal", &["id", "enrolled"], attr),
+                None => {
+                    let mut diagnostic = Diagnostic::error(
+                        format!("`principal.{}` cannot be read in a `for any` flow", attr.name),
+                        attr.span,
+                    );
+                    diagnostic = diagnostic.with_help("a `for any` flow reads only `principal.id` and `principal.enrolled`; list the kinds after `for` to read their attributes");
+                    self.error(diagnostic);
+                    TExpr::error(attr.span)
+                }
             };
         }
         let mut ty: Option<Type> = None;
@@ -1786,7 +1802,8 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     fn invariant(&mut self, decl: &ast::InvariantDecl, checked: &Checked) -> Option<CheckedInvariant> {
         let flow = self.flow_ref(&decl.flow, checked)?;
-        let env = Env::Flow { kinds: checked.flows[flow as usize].kinds.clone() };
+        let target = &checked.flows[flow as usize];
+        let env = Env::Flow { kinds: target.kinds.clone(), any: target.any_kind };
         let when = decl.when.as_ref().map(|w| self.condition(w, &env));
         let implies = self.condition(&decl.implies, &env);
         Some(CheckedInvariant {

@@ -494,6 +494,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn shr(&mut self, a: u32, b: u32) -> u32 {
+        if let (Some(&x), Some(&y)) = (self.known.get(&a), self.known.get(&b)) {
+            return self.constant(x >> (y & 63));
+        }
         self.op2(|dst, a, b| Instr::Shr { dst, a, b }, a, b)
     }
 
@@ -856,13 +859,44 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         self.and_all(&equal)
     }
 
-    /// `ip in block`, with both as words: (ip & mask) == network, per word.
+    /// `ip in block`, with both as words: (ip & mask) == network per word,
+    /// and the address family of both the same (see `Cidr::contains`).
     fn in_block(&mut self, ip: &Val, block: &Val) -> u32 {
         let high = self.and(ip[0], block[2]);
         let low = self.and(ip[1], block[3]);
         let high_equal = self.eq(high, block[0]);
         let low_equal = self.eq(low, block[1]);
-        self.and(high_equal, low_equal)
+        let matched = self.and(high_equal, low_equal);
+        let ip_v4 = self.is_ipv4(ip[0], ip[1]);
+        let block_v4 = match (self.known.get(&block[0]), self.known.get(&block[1]), self.known.get(&block[3])) {
+            (Some(&network_high), Some(&network_low), Some(&mask_low)) => {
+                let network = (u128::from(network_high) << 64) | u128::from(network_low);
+                let v4 = mask_low >> 32 == 0xffff_ffff && authflow_runtime::value::is_ipv4(network);
+                self.constant(u64::from(v4))
+            }
+            _ => {
+                // A network is IPv4 when its address is IPv4-mapped and its mask covers the 96-bit prefix.
+                let mapped = self.is_ipv4(block[0], block[1]);
+                let thirty_two = self.constant(32);
+                let mask_top = self.shr(block[3], thirty_two);
+                let all = self.constant(0xffff_ffff);
+                let covers = self.eq(mask_top, all);
+                self.and(mapped, covers)
+            }
+        };
+        let same_family = self.eq(ip_v4, block_v4);
+        self.and(matched, same_family)
+    }
+
+    /// Whether the address in words `high`, `low` is IPv4-mapped.
+    fn is_ipv4(&mut self, high: u32, low: u32) -> u32 {
+        let zero = self.constant(0);
+        let high_zero = self.eq(high, zero);
+        let thirty_two = self.constant(32);
+        let top = self.shr(low, thirty_two);
+        let marker = self.constant(0xffff);
+        let mapped = self.eq(top, marker);
+        self.and(high_zero, mapped)
     }
 
     /// Tests bit `id` of a bitset held in words, without indexing by `id`:

@@ -31,9 +31,21 @@ impl Cidr {
         }
     }
 
-    pub fn contains(self, ip: u128) -> bool {
-        ip & self.mask() == self.network
+    /// Whether the network is an IPv4 network (written in either form).
+    pub fn is_ipv4(self) -> bool {
+        self.prefix >= 96 && is_ipv4(self.network)
     }
+
+    /// Tests membership. Address families are distinct: an IPv4 address is
+    /// in no IPv6 network, even `::/0`, and an IPv6 address in no IPv4 one.
+    pub fn contains(self, ip: u128) -> bool {
+        ip & self.mask() == self.network && is_ipv4(ip) == self.is_ipv4()
+    }
+}
+
+/// Whether an address is IPv4, that is IPv4-mapped in the `u128` form.
+pub fn is_ipv4(ip: u128) -> bool {
+    ip >> 32 == 0xffff
 }
 
 fn to_u128(address: IpAddr) -> u128 {
@@ -186,6 +198,19 @@ mod tests {
         assert!(v6.contains(parse_ip("2001:db8:100:5::1").unwrap()));
         assert!(!v6.contains(parse_ip("2001:db8:101::1").unwrap()));
         assert_eq!(format_cidr(block), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn address_families_do_not_mix() {
+        let everything_v6 = parse_cidr("::/0").unwrap();
+        let everything_v4 = parse_cidr("0.0.0.0/0").unwrap();
+        let v4 = parse_ip("10.1.2.3").unwrap();
+        let v6 = parse_ip("2001:db8::1").unwrap();
+        assert!(!everything_v6.contains(v4));
+        assert!(everything_v6.contains(v6));
+        assert!(everything_v4.contains(v4));
+        assert!(!everything_v4.contains(v6));
+        assert!(parse_cidr("::ffff:10.0.0.0/104").unwrap().contains(v4));
     }
 
     #[test]
