@@ -103,6 +103,16 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
                         continue;
                     }
                     check_unique_idents(&decl.variants, "enum value", diagnostics);
+                    // A set of enum values is one 64-bit word in the input record.
+                    if decl.variants.len() > 64 {
+                        diagnostics.push(
+                            Diagnostic::error(format!("enum `{}` has {} values; the limit is 64", decl.name.name, decl.variants.len()), decl.name.span)
+                                .with_help("split the enum, or use `String` values"),
+                        );
+                    }
+                    if decl.variants.is_empty() {
+                        diagnostics.push(Diagnostic::error(format!("enum `{}` has no values", decl.name.name), decl.name.span));
+                    }
                     let index = scope.enums.len() as u32;
                     scope.enum_index.insert(decl.name.name.clone(), index);
                     scope.enums.push(EnumSymbol {
