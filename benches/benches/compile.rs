@@ -28,7 +28,10 @@ fn compile_stages(c: &mut Criterion) {
     });
 
     let file = parse::parse(&tokens, &mut diagnostics);
-    assert!(diagnostics.is_empty(), "generated policy has syntax errors: {diagnostics:?}");
+    assert!(
+        diagnostics.is_empty(),
+        "generated policy has syntax errors: {diagnostics:?}"
+    );
     group.bench_function("resolve_and_check", |b| {
         b.iter(|| {
             let mut diagnostics = Vec::new();
@@ -39,8 +42,12 @@ fn compile_stages(c: &mut Criterion) {
         })
     });
 
-    group.bench_function("front_end", |b| b.iter(|| authflow_compiler::check_source("generated.flow", &source, &mut NoImports)));
-    group.bench_function("to_bytecode", |b| b.iter(|| compile("generated.flow", &source, &mut NoImports)));
+    group.bench_function("front_end", |b| {
+        b.iter(|| authflow_compiler::check_source("generated.flow", &source, &mut NoImports))
+    });
+    group.bench_function("to_bytecode", |b| {
+        b.iter(|| compile("generated.flow", &source, &mut NoImports))
+    });
     group.finish();
 }
 

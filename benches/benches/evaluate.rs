@@ -19,7 +19,9 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
 }
 
 fn load(source: &str) -> Policy {
-    let program = compile("bench.flow", source, &mut NoImports).program.expect("policy compiles");
+    let program = compile("bench.flow", source, &mut NoImports)
+        .program
+        .expect("policy compiles");
     Policy::new(program).expect("program verifies")
 }
 
@@ -44,7 +46,9 @@ fn bench_policy(c: &mut Criterion, name: &str, source: &str, request: &str) {
     drop(profiler);
 
     let mut group = c.benchmark_group(name);
-    group.bench_function("kernel", |b| b.iter(|| policy.decide(black_box(flow), &mut scratch)));
+    group.bench_function("kernel", |b| {
+        b.iter(|| policy.decide(black_box(flow), &mut scratch))
+    });
     group.bench_function("bind_and_kernel", |b| {
         b.iter(|| {
             let _strings = policy.bind(black_box(&facts), &mut scratch);
@@ -53,7 +57,9 @@ fn bench_policy(c: &mut Criterion, name: &str, source: &str, request: &str) {
     });
     group.bench_function("end_to_end_json", |b| {
         b.iter(|| {
-            let state = policy.start_json(black_box(request), 0).expect("valid request");
+            let state = policy
+                .start_json(black_box(request), 0)
+                .expect("valid request");
             policy.evaluate(&state, false).expect("outcome")
         })
     });

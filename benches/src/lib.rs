@@ -67,4 +67,5 @@ pub const WORKFORCE_REQUEST: &str = r#"{"flow": "workforce_login", "principal": 
 pub const GUARDED_REQUEST: &str = r#"{"flow": "guarded", "principal": {"kind": "human", "id": "u-1", "roles": ["dev"]}, "context": {"risk": 5, "resource": "mail"}, "session": {"factors": [{"factor": "password", "at": "2026-12-04T09:59:00Z"}]}, "now": "2026-12-04T10:00:00Z"}"#;
 
 /// The workforce login policy of the acceptance scenarios.
-pub const WORKFORCE_POLICY: &str = include_str!("../../tests/scenarios/01-workforce-login/policy.flow");
+pub const WORKFORCE_POLICY: &str =
+    include_str!("../../tests/scenarios/01-workforce-login/policy.flow");

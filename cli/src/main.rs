@@ -24,7 +24,11 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INPUT: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "authflow", version, about = "Compile, check and evaluate authentication flow policies")]
+#[command(
+    name = "authflow",
+    version,
+    about = "Compile, check and evaluate authentication flow policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,11 +111,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
         Command::Check { policy, format } => check(&policy, format),
-        Command::Build { policy, output, emit } => build(&policy, output, emit),
-        Command::Eval { policy, input, events, trace, state_out } => eval(&policy, &input, &events, trace, state_out),
-        Command::Resume { policy, state, events, trace, migrate, state_out } => {
-            resume(&policy, &state, &events, trace, migrate, state_out)
-        }
+        Command::Build {
+            policy,
+            output,
+            emit,
+        } => build(&policy, output, emit),
+        Command::Eval {
+            policy,
+            input,
+            events,
+            trace,
+            state_out,
+        } => eval(&policy, &input, &events, trace, state_out),
+        Command::Resume {
+            policy,
+            state,
+            events,
+            trace,
+            migrate,
+            state_out,
+        } => resume(&policy, &state, &events, trace, migrate, state_out),
         Command::Replay { policy, trace } => replay(&policy, &trace),
     };
     ExitCode::from(status)
@@ -124,13 +143,23 @@ impl Loader for FileLoader {
     fn load(&mut self, importer: &str, path: &str) -> Result<Loaded, String> {
         let base = Path::new(importer).parent().unwrap_or(Path::new("."));
         let full = base.join(path);
-        let canonical = full.canonicalize().map_err(|error| format!("cannot import `{path}`: {error}"))?;
-        let text = std::fs::read_to_string(&canonical).map_err(|error| format!("cannot import `{path}`: {error}"))?;
-        Ok(Loaded { key: canonical.display().to_string(), name: full.display().to_string(), text })
+        let canonical = full
+            .canonicalize()
+            .map_err(|error| format!("cannot import `{path}`: {error}"))?;
+        let text = std::fs::read_to_string(&canonical)
+            .map_err(|error| format!("cannot import `{path}`: {error}"))?;
+        Ok(Loaded {
+            key: canonical.display().to_string(),
+            name: full.display().to_string(),
+            text,
+        })
     }
 
     fn root_key(&mut self, name: &str) -> String {
-        Path::new(name).canonicalize().map(|p| p.display().to_string()).unwrap_or_else(|_| name.to_string())
+        Path::new(name)
+            .canonicalize()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| name.to_string())
     }
 }
 
@@ -143,7 +172,11 @@ fn read_policy(path: &Path) -> Result<String, u8> {
 
 fn front_end(path: &Path) -> Result<Compilation, u8> {
     let text = read_policy(path)?;
-    Ok(check_source(&path.display().to_string(), &text, &mut FileLoader))
+    Ok(check_source(
+        &path.display().to_string(),
+        &text,
+        &mut FileLoader,
+    ))
 }
 
 fn print_diagnostics(compilation: &Compilation) {
@@ -151,7 +184,10 @@ fn print_diagnostics(compilation: &Compilation) {
         return;
     }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    eprint!("{}", render::to_text(&compilation.sources, &compilation.diagnostics, color));
+    eprint!(
+        "{}",
+        render::to_text(&compilation.sources, &compilation.diagnostics, color)
+    );
 }
 
 fn check(path: &Path, format: Format) -> u8 {
@@ -167,9 +203,17 @@ fn check(path: &Path, format: Format) -> u8 {
         }
     }
     if compilation.has_errors() {
-        let errors = compilation.diagnostics.iter().filter(|d| d.is_error()).count();
+        let errors = compilation
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .count();
         if matches!(format, Format::Text) {
-            eprintln!("error: `{}` has {errors} error{}", path.display(), if errors == 1 { "" } else { "s" });
+            eprintln!(
+                "error: `{}` has {errors} error{}",
+                path.display(),
+                if errors == 1 { "" } else { "s" }
+            );
         }
         EXIT_COMPILE
     } else {
@@ -206,11 +250,17 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     if let Some(Stage::Ast) = emit {
         let (file, diagnostics) = authflow_compiler::parse_file(&text);
         if !diagnostics.is_empty() {
-            let sources = [authflow_compiler::SourceFile { name: path.display().to_string(), text }];
+            let sources = [authflow_compiler::SourceFile {
+                name: path.display().to_string(),
+                text,
+            }];
             eprint!("{}", render::to_text(&sources, &diagnostics, false));
             return EXIT_COMPILE;
         }
-        println!("{}", serde_json::to_string_pretty(&file).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&file).unwrap_or_default()
+        );
         return EXIT_OK;
     }
     let compilation = compile(&path.display().to_string(), &text, &mut FileLoader);
@@ -218,7 +268,9 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     if compilation.has_errors() {
         return EXIT_COMPILE;
     }
-    let Some(program) = compilation.program.clone() else { return EXIT_COMPILE };
+    let Some(program) = compilation.program.clone() else {
+        return EXIT_COMPILE;
+    };
     let policy = match Policy::new(program) {
         Ok(policy) => policy,
         Err(message) => {
@@ -228,11 +280,17 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     };
     match emit {
         Some(Stage::Ir) => {
-            print!("{}", authflow_compiler::render_ir(&compilation).unwrap_or_default());
+            print!(
+                "{}",
+                authflow_compiler::render_ir(&compilation).unwrap_or_default()
+            );
             EXIT_OK
         }
         Some(Stage::Bytecode) => {
-            println!("{}", serde_json::to_string_pretty(policy.program()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(policy.program()).unwrap_or_default()
+            );
             println!("digest {}", policy.digest());
             EXIT_OK
         }
@@ -265,7 +323,9 @@ fn read_json(path: &Path) -> Result<Json, u8> {
 }
 
 fn now_micros() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -277,7 +337,9 @@ fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
         }
         EvalError::PolicyMismatch { .. } => {
             eprintln!("error: {error}");
-            eprintln!("help: `authflow resume --migrate` re-evaluates the state under the loaded policy");
+            eprintln!(
+                "help: `authflow resume --migrate` re-evaluates the state under the loaded policy"
+            );
             EXIT_INPUT
         }
     }
@@ -285,13 +347,21 @@ fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
 
 /// Validates every event against the state first, then evaluates after the
 /// request and after each event, so invalid input prints no outcome.
-fn run_events(policy: &Policy, state: FlowState, events: &[PathBuf], trace: bool, evaluate_start: bool) -> Result<FlowState, u8> {
+fn run_events(
+    policy: &Policy,
+    state: FlowState,
+    events: &[PathBuf],
+    trace: bool,
+    evaluate_start: bool,
+) -> Result<FlowState, u8> {
     let mut states = Vec::with_capacity(events.len() + 1);
     states.push(state);
     for path in events {
         let event = read_json(path)?;
         let last = states.last().ok_or(EXIT_INPUT)?;
-        let next = policy.resume(last, &event).map_err(|error| report_eval_error(&error, path))?;
+        let next = policy
+            .resume(last, &event)
+            .map_err(|error| report_eval_error(&error, path))?;
         states.push(next);
     }
     let skip = usize::from(!evaluate_start);
@@ -309,7 +379,10 @@ fn run_events(policy: &Policy, state: FlowState, events: &[PathBuf], trace: bool
 
 fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
     let Some(path) = path else { return EXIT_OK };
-    match std::fs::write(&path, serde_json::to_string_pretty(state).unwrap_or_default()) {
+    match std::fs::write(
+        &path,
+        serde_json::to_string_pretty(state).unwrap_or_default(),
+    ) {
         Ok(()) => EXIT_OK,
         Err(error) => {
             eprintln!("error: cannot write `{}`: {error}", path.display());
@@ -318,7 +391,13 @@ fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
     }
 }
 
-fn eval(path: &Path, input: &Path, events: &[PathBuf], trace: bool, state_out: Option<PathBuf>) -> u8 {
+fn eval(
+    path: &Path,
+    input: &Path,
+    events: &[PathBuf],
+    trace: bool,
+    state_out: Option<PathBuf>,
+) -> u8 {
     let policy = match load_policy(path) {
         Ok(policy) => policy,
         Err(status) => return status,
@@ -340,7 +419,14 @@ fn eval(path: &Path, input: &Path, events: &[PathBuf], trace: bool, state_out: O
     }
 }
 
-fn resume(path: &Path, state_path: &Path, events: &[PathBuf], trace: bool, migrate: bool, state_out: Option<PathBuf>) -> u8 {
+fn resume(
+    path: &Path,
+    state_path: &Path,
+    events: &[PathBuf],
+    trace: bool,
+    migrate: bool,
+    state_out: Option<PathBuf>,
+) -> u8 {
     let policy = match load_policy(path) {
         Ok(policy) => policy,
         Err(status) => return status,
@@ -352,7 +438,10 @@ fn resume(path: &Path, state_path: &Path, events: &[PathBuf], trace: bool, migra
     let mut state: FlowState = match serde_json::from_value(stored) {
         Ok(state) => state,
         Err(error) => {
-            eprintln!("error: invalid flow state in `{}`: {error}", state_path.display());
+            eprintln!(
+                "error: invalid flow state in `{}`: {error}",
+                state_path.display()
+            );
             return EXIT_INPUT;
         }
     };
@@ -383,8 +472,12 @@ fn first_difference(expected: &Json, actual: &Json, path: &str) -> Option<String
                             return Some(found);
                         }
                     }
-                    (Some(x), None) => return Some(format!("{child}: recorded {x}, replay has nothing")),
-                    (None, Some(y)) => return Some(format!("{child}: recorded nothing, replay has {y}")),
+                    (Some(x), None) => {
+                        return Some(format!("{child}: recorded {x}, replay has nothing"))
+                    }
+                    (None, Some(y)) => {
+                        return Some(format!("{child}: recorded nothing, replay has {y}"))
+                    }
                     (None, None) => {}
                 }
             }
@@ -396,9 +489,11 @@ fn first_difference(expected: &Json, actual: &Json, path: &str) -> Option<String
                     return Some(found);
                 }
             }
-            (a.len() != b.len()).then(|| format!("{path}: recorded {} items, replay has {}", a.len(), b.len()))
+            (a.len() != b.len())
+                .then(|| format!("{path}: recorded {} items, replay has {}", a.len(), b.len()))
         }
-        _ => (expected != actual).then(|| format!("{path}: recorded {expected}, replay has {actual}")),
+        _ => (expected != actual)
+            .then(|| format!("{path}: recorded {expected}, replay has {actual}")),
     }
 }
 
@@ -415,7 +510,11 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
         }
     };
     let mut confirmed = 0;
-    for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let where_ = format!("{}:{}", trace_path.display(), number + 1);
         let recorded = match authflow_runtime::json::parse(line) {
             Ok(json) => json,
@@ -429,11 +528,30 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
             return EXIT_INPUT;
         };
         let state = FlowState {
-            policy: trace.get("policy").and_then(Json::as_str).unwrap_or_default().to_string(),
-            flow: trace.get("flow").and_then(Json::as_str).unwrap_or_default().to_string(),
-            instance: trace.get("instance").and_then(Json::as_str).unwrap_or_default().to_string(),
-            request: trace.pointer("/input/request").cloned().unwrap_or(Json::Null),
-            events: trace.pointer("/input/events").and_then(Json::as_array).cloned().unwrap_or_default(),
+            policy: trace
+                .get("policy")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            flow: trace
+                .get("flow")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            instance: trace
+                .get("instance")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            request: trace
+                .pointer("/input/request")
+                .cloned()
+                .unwrap_or(Json::Null),
+            events: trace
+                .pointer("/input/events")
+                .and_then(Json::as_array)
+                .cloned()
+                .unwrap_or_default(),
         };
         let replayed = match policy.evaluate(&state, true) {
             Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
@@ -448,6 +566,9 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
         }
         confirmed += 1;
     }
-    println!("{confirmed} outcome{} confirmed", if confirmed == 1 { "" } else { "s" });
+    println!(
+        "{confirmed} outcome{} confirmed",
+        if confirmed == 1 { "" } else { "s" }
+    );
     EXIT_OK
 }

@@ -17,14 +17,21 @@ pub fn to_text(sources: &[SourceFile], diagnostics: &[Diagnostic], color: bool) 
     for source in sources {
         files.add(source.name.as_str(), source.text.as_str());
     }
-    let mut buffer = if color { Buffer::ansi() } else { Buffer::no_color() };
+    let mut buffer = if color {
+        Buffer::ansi()
+    } else {
+        Buffer::no_color()
+    };
     let config = Config::default();
     for diagnostic in diagnostics {
         let report = to_report(diagnostic);
         if term::emit(&mut buffer, &config, &files, &report).is_err() {
             // A span outside its file would be an internal error; show the message alone.
             buffer.clear();
-            return diagnostics.iter().map(|d| format!("{}: {}\n", severity_name(d.severity), d.message)).collect();
+            return diagnostics
+                .iter()
+                .map(|d| format!("{}: {}\n", severity_name(d.severity), d.message))
+                .collect();
         }
     }
     String::from_utf8_lossy(buffer.as_slice()).into_owned()
@@ -35,15 +42,25 @@ fn to_report(diagnostic: &Diagnostic) -> Report<usize> {
         Severity::Error => Report::error(),
         Severity::Warning => Report::warning(),
     };
-    let mut labels = vec![Label::primary(diagnostic.span.file.0 as usize, diagnostic.span.range())
-        .with_message(diagnostic.label.clone())];
+    let mut labels = vec![
+        Label::primary(diagnostic.span.file.0 as usize, diagnostic.span.range())
+            .with_message(diagnostic.label.clone()),
+    ];
     for secondary in &diagnostic.secondary {
         labels.push(
-            Label::secondary(secondary.span.file.0 as usize, secondary.span.range()).with_message(secondary.message.clone()),
+            Label::secondary(secondary.span.file.0 as usize, secondary.span.range())
+                .with_message(secondary.message.clone()),
         );
     }
-    let notes = diagnostic.help.iter().map(|help| format!("help: {help}")).collect();
-    report.with_message(diagnostic.message.clone()).with_labels(labels).with_notes(notes)
+    let notes = diagnostic
+        .help
+        .iter()
+        .map(|help| format!("help: {help}"))
+        .collect();
+    report
+        .with_message(diagnostic.message.clone())
+        .with_labels(labels)
+        .with_notes(notes)
 }
 
 fn severity_name(severity: Severity) -> &'static str {
@@ -58,7 +75,12 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..text.floor_char_boundary(offset)];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 

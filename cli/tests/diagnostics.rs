@@ -15,14 +15,26 @@ fn diagnostics_match_golden_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "flow"))
         .collect();
     files.sort();
-    assert!(files.len() >= 30, "found only {} diagnostic cases", files.len());
+    assert!(
+        files.len() >= 30,
+        "found only {} diagnostic cases",
+        files.len()
+    );
     let bless = std::env::var_os("BLESS").is_some();
     let mut mismatches = Vec::new();
     for file in files {
-        let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let relative = format!("tests/diagnostics/{name}");
         let output = common::authflow(&["check", &relative]);
-        let rendered = format!("exit status: {}\n{}", output.status.code().unwrap_or(-1), common::stderr(&output));
+        let rendered = format!(
+            "exit status: {}\n{}",
+            output.status.code().unwrap_or(-1),
+            common::stderr(&output)
+        );
         let expected_path = file.with_extension("stderr");
         if bless {
             std::fs::write(&expected_path, &rendered).expect("write golden file");
@@ -30,17 +42,30 @@ fn diagnostics_match_golden_files() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != rendered {
-            mismatches.push(format!("{relative}:\n--- expected\n{expected}\n--- actual\n{rendered}"));
+            mismatches.push(format!(
+                "{relative}:\n--- expected\n{expected}\n--- actual\n{rendered}"
+            ));
         }
     }
-    assert!(mismatches.is_empty(), "{} golden files differ (BLESS=1 rewrites them):\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} golden files differ (BLESS=1 rewrites them):\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
 fn json_diagnostics_carry_location_and_help() {
-    let output = common::authflow(&["check", "tests/diagnostics/undefined_attribute.flow", "--format", "json"]);
+    let output = common::authflow(&[
+        "check",
+        "tests/diagnostics/undefined_attribute.flow",
+        "--format",
+        "json",
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    let document: serde_json::Value = serde_json::from_str(&common::stdout(&output)).expect("JSON document");
+    let document: serde_json::Value =
+        serde_json::from_str(&common::stdout(&output)).expect("JSON document");
     assert_eq!(document["errors"], 1);
     let first = &document["diagnostics"][0];
     assert_eq!(first["severity"], "error");

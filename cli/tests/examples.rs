@@ -9,12 +9,18 @@ fn documented_runs(readme: &str) -> Vec<(Vec<String>, String)> {
     let blocks: Vec<&str> = readme.split("```").skip(1).step_by(2).collect();
     let mut runs = Vec::new();
     for pair in blocks.windows(2) {
-        let command = pair[0].trim_start_matches(|c: char| c.is_alphanumeric()).trim();
+        let command = pair[0]
+            .trim_start_matches(|c: char| c.is_alphanumeric())
+            .trim();
         if !command.starts_with("authflow ") {
             continue;
         }
         let joined = command.replace("\\\n", " ");
-        let words: Vec<String> = joined.split_whitespace().skip(1).map(str::to_string).collect();
+        let words: Vec<String> = joined
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_string)
+            .collect();
         runs.push((words, pair[1].trim().to_string()));
     }
     runs
@@ -24,9 +30,14 @@ fn documented_runs(readme: &str) -> Vec<(Vec<String>, String)> {
 fn example_readmes_match_real_output() {
     let examples = common::root().join("examples");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&examples).expect("examples exist").filter_map(Result::ok) {
+    for entry in std::fs::read_dir(&examples)
+        .expect("examples exist")
+        .filter_map(Result::ok)
+    {
         let readme = entry.path().join("README.md");
-        let Ok(text) = std::fs::read_to_string(&readme) else { continue };
+        let Ok(text) = std::fs::read_to_string(&readme) else {
+            continue;
+        };
         for (args, expected) in documented_runs(&text) {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let output = common::authflow(&args);
@@ -48,12 +59,21 @@ fn example_readmes_match_real_output() {
 #[test]
 fn example_policies_check_clean() {
     let examples = common::root().join("examples");
-    for entry in std::fs::read_dir(&examples).expect("examples exist").filter_map(Result::ok) {
+    for entry in std::fs::read_dir(&examples)
+        .expect("examples exist")
+        .filter_map(Result::ok)
+    {
         let policy = entry.path().join("policy.flow");
         if !policy.exists() {
             continue;
         }
         let output = common::authflow(&["check", &policy.display().to_string()]);
-        assert_eq!(output.status.code(), Some(0), "{}: {}", policy.display(), common::stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}: {}",
+            policy.display(),
+            common::stderr(&output)
+        );
     }
 }

@@ -20,9 +20,17 @@ fn imported_flow_runs_with_imported_constants() {
             "now": "2026-12-04T10:00:00Z"}"#,
     )
     .expect("write request");
-    let output = common::authflow(&["eval", "tests/imports/main.flow", "--input", &request.display().to_string()]);
+    let output = common::authflow(&[
+        "eval",
+        "tests/imports/main.flow",
+        "--input",
+        &request.display().to_string(),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
-    assert_eq!(common::stdout(&output).trim(), r#"{"decision":"allow","attributes":{"idle_timeout":"30m"}}"#);
+    assert_eq!(
+        common::stdout(&output).trim(),
+        r#"{"decision":"allow","attributes":{"idle_timeout":"30m"}}"#
+    );
 }
 
 #[test]
@@ -30,6 +38,9 @@ fn missing_import_points_at_the_import() {
     let output = common::authflow(&["check", "tests/imports/missing.flow"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = common::stderr(&output);
-    assert!(stderr.contains("cannot import `shared/nowhere.flow`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot import `shared/nowhere.flow`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("missing.flow:1:1"), "{stderr}");
 }

@@ -14,21 +14,25 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn write(dir: &PathBuf, name: &str, text: &str) -> String {
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write file");
     path.display().to_string()
 }
 
 const REQUEST: &str = r#"{"flow": "workforce_login", "principal": {"kind": "human", "id": "u-1", "roles": ["admin"], "employment": "employee"}, "context": {"resource": "admin_console", "risk": 10, "device_trusted": true}, "now": "2026-12-04T10:00:00Z"}"#;
-const PASSWORD: &str = r#"{"factor_verified": {"factor": "password", "at": "2026-12-04T10:00:10Z"}}"#;
-const KEY: &str = r#"{"factor_verified": {"factor": "security_key", "at": "2026-12-04T10:00:20Z"}}"#;
+const PASSWORD: &str =
+    r#"{"factor_verified": {"factor": "password", "at": "2026-12-04T10:00:10Z"}}"#;
+const KEY: &str =
+    r#"{"factor_verified": {"factor": "security_key", "at": "2026-12-04T10:00:20Z"}}"#;
 
-fn traced_run(dir: &PathBuf) -> String {
+fn traced_run(dir: &std::path::Path) -> String {
     let request = write(dir, "request.json", REQUEST);
     let password = write(dir, "password.json", PASSWORD);
     let key = write(dir, "key.json", KEY);
-    let output = common::authflow(&["eval", POLICY, "--input", &request, "--event", &password, "--event", &key, "--trace"]);
+    let output = common::authflow(&[
+        "eval", POLICY, "--input", &request, "--event", &password, "--event", &key, "--trace",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     common::stdout(&output)
 }
@@ -39,11 +43,18 @@ fn trace_is_byte_identical_across_runs() {
     let first = traced_run(&dir);
     let second = traced_run(&dir);
     assert_eq!(first, second);
-    let last: Value = serde_json::from_str(first.lines().last().expect("three outcomes")).expect("JSON");
+    let last: Value =
+        serde_json::from_str(first.lines().last().expect("three outcomes")).expect("JSON");
     assert_eq!(last["decision"], "allow");
     let steps = last["trace"]["steps"].as_array().expect("steps");
-    assert!(steps.iter().any(|s| s["step"] == "require aal3"), "{steps:?}");
-    assert_eq!(last["trace"]["input"]["events"].as_array().map(Vec::len), Some(2));
+    assert!(
+        steps.iter().any(|s| s["step"] == "require aal3"),
+        "{steps:?}"
+    );
+    assert_eq!(
+        last["trace"]["input"]["events"].as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
@@ -52,7 +63,13 @@ fn replay_confirms_unmodified_trace() {
     let recorded = traced_run(&dir);
     let trace = write(&dir, "trace.jsonl", &recorded);
     let output = common::authflow(&["replay", POLICY, &trace]);
-    assert_eq!(output.status.code(), Some(0), "{}{}", common::stdout(&output), common::stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        common::stdout(&output),
+        common::stderr(&output)
+    );
     assert!(common::stdout(&output).contains("3 outcomes confirmed"));
 }
 
@@ -60,14 +77,19 @@ fn replay_confirms_unmodified_trace() {
 fn replay_rejects_changed_guard_value() {
     let dir = scratch("tampered");
     let recorded = traced_run(&dir);
-    let mut last: Value = serde_json::from_str(recorded.lines().last().expect("outcomes")).expect("JSON");
+    let mut last: Value =
+        serde_json::from_str(recorded.lines().last().expect("outcomes")).expect("JSON");
     let guard = &mut last["trace"]["steps"][0]["guards"][0];
     let flipped = !guard.as_bool().expect("a guard value");
     *guard = Value::Bool(flipped);
     let trace = write(&dir, "trace.json", &last.to_string());
     let output = common::authflow(&["replay", POLICY, &trace]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(common::stdout(&output).contains("steps[0].guards[0]"), "{}", common::stdout(&output));
+    assert!(
+        common::stdout(&output).contains("steps[0].guards[0]"),
+        "{}",
+        common::stdout(&output)
+    );
 }
 
 #[test]
@@ -77,7 +99,16 @@ fn stored_state_resumes_with_later_event() {
     let password = write(&dir, "password.json", PASSWORD);
     let key = write(&dir, "key.json", KEY);
     let state = dir.join("state.json").display().to_string();
-    let output = common::authflow(&["eval", POLICY, "--input", &request, "--event", &password, "--state-out", &state]);
+    let output = common::authflow(&[
+        "eval",
+        POLICY,
+        "--input",
+        &request,
+        "--event",
+        &password,
+        "--state-out",
+        &state,
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     let output = common::authflow(&["resume", POLICY, "--state", &state, "--event", &key]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
@@ -92,11 +123,17 @@ fn stored_state_under_other_policy_is_rejected() {
     let state = dir.join("state.json").display().to_string();
     let output = common::authflow(&["eval", POLICY, "--input", &request, "--state-out", &state]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
-    let changed = std::fs::read_to_string(common::root().join(POLICY)).expect("policy").replace(">= 90", ">= 80");
+    let changed = std::fs::read_to_string(common::root().join(POLICY))
+        .expect("policy")
+        .replace(">= 90", ">= 80");
     let other = write(&dir, "policy.flow", &changed);
     let output = common::authflow(&["resume", &other, "--state", &state]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(common::stderr(&output).contains("another"), "{}", common::stderr(&output));
+    assert!(
+        common::stderr(&output).contains("another"),
+        "{}",
+        common::stderr(&output)
+    );
     let output = common::authflow(&["resume", &other, "--state", &state, "--migrate"]);
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
 }
@@ -109,8 +146,12 @@ fn bytecode_evaluates_like_source() {
     assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
     let request = write(&dir, "request.json", REQUEST);
     let password = write(&dir, "password.json", PASSWORD);
-    let from_source = common::authflow(&["eval", POLICY, "--input", &request, "--event", &password, "--trace"]);
-    let from_bytecode = common::authflow(&["eval", &compiled, "--input", &request, "--event", &password, "--trace"]);
+    let from_source = common::authflow(&[
+        "eval", POLICY, "--input", &request, "--event", &password, "--trace",
+    ]);
+    let from_bytecode = common::authflow(&[
+        "eval", &compiled, "--input", &request, "--event", &password, "--trace",
+    ]);
     assert_eq!(common::stdout(&from_source), common::stdout(&from_bytecode));
 }
 
@@ -120,20 +161,34 @@ fn tampered_bytecode_is_rejected() {
     let compiled = dir.join("policy.flowc");
     let output = common::authflow(&["build", POLICY, "-o", &compiled.display().to_string()]);
     assert_eq!(output.status.code(), Some(0));
-    let text = std::fs::read_to_string(&compiled).expect("bytecode").replacen("risk too high", "risk too low", 1);
+    let text = std::fs::read_to_string(&compiled)
+        .expect("bytecode")
+        .replacen("risk too high", "risk too low", 1);
     std::fs::write(&compiled, text).expect("write");
     let request = write(&dir, "request.json", REQUEST);
     let output = common::authflow(&["eval", &compiled.display().to_string(), "--input", &request]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(common::stderr(&output).contains("digest mismatch"), "{}", common::stderr(&output));
+    assert!(
+        common::stderr(&output).contains("digest mismatch"),
+        "{}",
+        common::stderr(&output)
+    );
 }
 
 #[test]
 fn emit_prints_each_stage() {
     for stage in ["ast", "ir", "bytecode"] {
         let output = common::authflow(&["build", POLICY, "--emit", stage]);
-        assert_eq!(output.status.code(), Some(0), "{stage}: {}", common::stderr(&output));
-        assert!(!common::stdout(&output).trim().is_empty(), "{stage} printed nothing");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{stage}: {}",
+            common::stderr(&output)
+        );
+        assert!(
+            !common::stdout(&output).trim().is_empty(),
+            "{stage} printed nothing"
+        );
     }
 }
 
@@ -148,7 +203,10 @@ fn trace_shows_deciding_step_and_guards() {
     let steps = outcome["trace"]["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0]["line"], 24);
-    assert_eq!(steps[0]["step"], "deny \"risk too high\" when context.risk >= 90");
+    assert_eq!(
+        steps[0]["step"],
+        "deny \"risk too high\" when context.risk >= 90"
+    );
     assert_eq!(steps[0]["guards"], serde_json::json!([true]));
     assert_eq!(steps[0]["result"], "deny");
 }
@@ -165,10 +223,21 @@ fn trace_records_selected_arm() {
     assert_eq!(steps[1]["step"], "require password attempts 5");
     assert_eq!(steps[1]["result"], "challenge");
     let password = write(&dir, "password.json", PASSWORD);
-    let output = common::authflow(&["eval", POLICY, "--input", &request, "--event", &password, "--trace"]);
-    let last: Value = serde_json::from_str(common::stdout(&output).lines().last().expect("two outcomes")).expect("JSON");
+    let output = common::authflow(&[
+        "eval", POLICY, "--input", &request, "--event", &password, "--trace",
+    ]);
+    let last: Value = serde_json::from_str(
+        common::stdout(&output)
+            .lines()
+            .last()
+            .expect("two outcomes"),
+    )
+    .expect("JSON");
     let steps = last["trace"]["steps"].as_array().expect("steps");
-    let branch = steps.iter().find(|s| s["step"].as_str().is_some_and(|t| t.starts_with("if "))).expect("the if step");
+    let branch = steps
+        .iter()
+        .find(|s| s["step"].as_str().is_some_and(|t| t.starts_with("if ")))
+        .expect("the if step");
     assert_eq!(branch["arm"], 1);
     assert_eq!(branch["guards"], serde_json::json!([true, false]));
 }

@@ -143,16 +143,45 @@ pub struct Step {
 
 #[derive(Clone, Debug, Serialize)]
 pub enum StepKind {
-    Allow { with: Option<Record> },
-    Deny { reason: String, when: Option<Expr> },
-    Require { factors: FactorSpec, within: Option<Expr>, attempts: Option<Expr> },
-    Enroll { factors: FactorSpec },
-    Approve { roles: Vec<Ident>, within: Option<Expr> },
-    Emit { name: String, with: Option<Record> },
-    If { arms: Vec<(Expr, Block)>, otherwise: Option<Block> },
-    Match { scrutinee: Expr, arms: Vec<MatchArm> },
-    Exception { name: String, when: Expr, body: Block },
-    Run { flow: Ident },
+    Allow {
+        with: Option<Record>,
+    },
+    Deny {
+        reason: String,
+        when: Option<Expr>,
+    },
+    Require {
+        factors: FactorSpec,
+        within: Option<Expr>,
+        attempts: Option<Expr>,
+    },
+    Enroll {
+        factors: FactorSpec,
+    },
+    Approve {
+        roles: Vec<Ident>,
+        within: Option<Expr>,
+    },
+    Emit {
+        name: String,
+        with: Option<Record>,
+    },
+    If {
+        arms: Vec<(Expr, Block)>,
+        otherwise: Option<Block>,
+    },
+    Match {
+        scrutinee: Expr,
+        arms: Vec<MatchArm>,
+    },
+    Exception {
+        name: String,
+        when: Expr,
+        body: Block,
+    },
+    Run {
+        flow: Ident,
+    },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -218,11 +247,28 @@ pub enum ExprKind {
     Name(String),
     Set(Vec<Expr>),
     /// `name(args)`: `ip(..)`, `cidr(..)`, `time(..)`, `hour(..)`, `weekday(..)`, `failures(..)`.
-    Call { function: Ident, args: Vec<Expr> },
-    Attr { base: Box<Expr>, attr: Ident },
-    Method { receiver: Box<Expr>, method: Ident, args: Vec<Expr> },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Call {
+        function: Ident,
+        args: Vec<Expr>,
+    },
+    Attr {
+        base: Box<Expr>,
+        attr: Ident,
+    },
+    Method {
+        receiver: Box<Expr>,
+        method: Ident,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
     /// Stands in for an expression that failed to parse, so checking can go on.
     Error,
 }
@@ -243,17 +289,32 @@ pub struct TestStatement {
 #[derive(Clone, Debug, Serialize)]
 pub enum TestStatementKind {
     Flow(Ident),
-    Principal { kind: Ident, record: Record },
+    Principal {
+        kind: Ident,
+        record: Record,
+    },
     Context(Record),
     Session(Record),
     Switches(Record),
-    Expect { decision: Ident, detail: Option<Expr> },
+    Expect {
+        decision: Ident,
+        detail: Option<Expr>,
+    },
     Verify(Ident),
     Fail(Ident),
     Enroll(Ident),
-    Approve { role: Ident, approver: Option<String> },
-    Refuse { role: Ident, approver: Option<String> },
-    Update { context: Option<Record>, principal: Option<Record> },
+    Approve {
+        role: Ident,
+        approver: Option<String>,
+    },
+    Refuse {
+        role: Ident,
+        approver: Option<String>,
+    },
+    Update {
+        context: Option<Record>,
+        principal: Option<Record>,
+    },
     At(Expr),
 }
 

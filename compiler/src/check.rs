@@ -71,13 +71,23 @@ pub enum TKind {
     Or(Box<TExpr>, Box<TExpr>),
     Compare(Compare, Box<TExpr>, Box<TExpr>),
     /// `x == none` (or `!=` when `negated`).
-    IsNone { operand: Box<TExpr>, negated: bool },
+    IsNone {
+        operand: Box<TExpr>,
+        negated: bool,
+    },
     Coalesce(Box<TExpr>, Box<TExpr>),
     Add(Box<TExpr>, Box<TExpr>),
     Sub(Box<TExpr>, Box<TExpr>),
     /// `element in set`, `ip in cidr`, `ip in set_of_cidrs`.
-    Member { element: Box<TExpr>, container: Box<TExpr> },
-    SetTest { test: SetTest, set: Box<TExpr>, other: Box<TExpr> },
+    Member {
+        element: Box<TExpr>,
+        container: Box<TExpr>,
+    },
+    SetTest {
+        test: SetTest,
+        set: Box<TExpr>,
+        other: Box<TExpr>,
+    },
     IsEmpty(Box<TExpr>),
     Len(Box<TExpr>),
     Hour(Box<TExpr>),
@@ -87,11 +97,19 @@ pub enum TKind {
 
 impl TExpr {
     fn error(span: Span) -> TExpr {
-        TExpr { kind: TKind::Error, ty: Type::Error, span }
+        TExpr {
+            kind: TKind::Error,
+            ty: Type::Error,
+            span,
+        }
     }
 
     fn constant(value: ConstValue, ty: Type, span: Span) -> TExpr {
-        TExpr { kind: TKind::Const(value), ty, span }
+        TExpr {
+            kind: TKind::Const(value),
+            ty,
+            span,
+        }
     }
 
     pub fn as_const(&self) -> Option<&ConstValue> {
@@ -121,17 +139,43 @@ pub struct TStep {
 
 #[derive(Clone, Debug)]
 pub enum TStepKind {
-    Allow { attributes: Vec<(String, TExpr)> },
-    Deny { reason: String, when: Option<TExpr> },
-    Require { requirement: Requirement, within: Option<TExpr>, attempts: Option<TExpr> },
-    Enroll { requirement: Requirement },
-    Approve { roles: Vec<String>, within: Option<TExpr> },
-    Emit { name: String, attributes: Vec<(String, TExpr)> },
+    Allow {
+        attributes: Vec<(String, TExpr)>,
+    },
+    Deny {
+        reason: String,
+        when: Option<TExpr>,
+    },
+    Require {
+        requirement: Requirement,
+        within: Option<TExpr>,
+        attempts: Option<TExpr>,
+    },
+    Enroll {
+        requirement: Requirement,
+    },
+    Approve {
+        roles: Vec<String>,
+        within: Option<TExpr>,
+    },
+    Emit {
+        name: String,
+        attributes: Vec<(String, TExpr)>,
+    },
     /// `if` chains, and `match` after conversion: each arm's guard is
     /// evaluated; the first true one selects its arm.
-    If { arms: Vec<(TExpr, Vec<TStep>)>, otherwise: Option<Vec<TStep>> },
-    Exception { name: String, when: TExpr, body: Vec<TStep> },
-    Run { flow: u32 },
+    If {
+        arms: Vec<(TExpr, Vec<TStep>)>,
+        otherwise: Option<Vec<TStep>>,
+    },
+    Exception {
+        name: String,
+        when: TExpr,
+        body: Vec<TStep>,
+    },
+    Run {
+        flow: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -188,7 +232,10 @@ impl Checked {
     }
 
     pub fn enum_variants(&self) -> Vec<Vec<String>> {
-        self.enums.iter().map(|(_, variants)| variants.clone()).collect()
+        self.enums
+            .iter()
+            .map(|(_, variants)| variants.clone())
+            .collect()
     }
 
     pub fn flow(&self, name: &str) -> Option<&CheckedFlow> {
@@ -253,7 +300,11 @@ impl<'s, 'a> Checker<'s, 'a> {
     }
 
     fn text(&self, span: Span) -> String {
-        let text = self.sources.get(span.file.0 as usize).and_then(|source| source.get(span.range())).unwrap_or("");
+        let text = self
+            .sources
+            .get(span.file.0 as usize)
+            .and_then(|source| source.get(span.range()))
+            .unwrap_or("");
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
@@ -264,30 +315,52 @@ impl<'s, 'a> Checker<'s, 'a> {
             enums: scope
                 .enums
                 .iter()
-                .map(|e| (e.name.clone(), e.variants.iter().map(|v| v.name.clone()).collect()))
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        e.variants.iter().map(|v| v.name.clone()).collect(),
+                    )
+                })
                 .collect(),
             kinds: scope
                 .kinds
                 .iter()
                 .map(|k| CheckedKind {
                     name: k.name.clone(),
-                    attributes: k.fields.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
+                    attributes: k
+                        .fields
+                        .iter()
+                        .map(|f| (f.name.clone(), f.ty.clone()))
+                        .collect(),
                 })
                 .collect(),
-            context: scope.context.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
+            context: scope
+                .context
+                .iter()
+                .map(|f| (f.name.clone(), f.ty.clone()))
+                .collect(),
             ..Checked::default()
         };
         for index in 0..scope.consts.len() {
             let (value, _) = self.constant(index as u32);
-            checked.constants.push((scope.consts[index].name.name.clone(), value));
+            checked
+                .constants
+                .push((scope.consts[index].name.name.clone(), value));
         }
         for decl in &scope.switches {
             checked.switches.push(self.switch(decl));
         }
-        let flow_kinds: Vec<(Vec<u32>, bool)> = scope.flows.iter().map(|flow| self.flow_kinds(flow)).collect();
+        let flow_kinds: Vec<(Vec<u32>, bool)> = scope
+            .flows
+            .iter()
+            .map(|flow| self.flow_kinds(flow))
+            .collect();
         for (index, decl) in scope.flows.iter().enumerate() {
             let (kinds, any_kind) = flow_kinds[index].clone();
-            let env = Env::Flow { kinds: kinds.clone(), any: any_kind };
+            let env = Env::Flow {
+                kinds: kinds.clone(),
+                any: any_kind,
+            };
             let body = self.block(&decl.body, &env, &flow_kinds);
             checked.flows.push(CheckedFlow {
                 name: decl.name.name.clone(),
@@ -326,8 +399,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             ConstState::InProgress => {
                 let decl = self.scope.consts[index as usize];
                 self.error(
-                    Diagnostic::error(format!("constant `{}` refers to itself", decl.name.name), decl.name.span)
-                        .with_help("a constant cannot depend on its own value"),
+                    Diagnostic::error(
+                        format!("constant `{}` refers to itself", decl.name.name),
+                        decl.name.span,
+                    )
+                    .with_help("a constant cannot depend on its own value"),
                 );
                 self.consts[index as usize] = ConstState::Done(ConstValue::None, Type::Error);
                 return (ConstValue::None, Type::Error);
@@ -336,7 +412,10 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
         self.consts[index as usize] = ConstState::InProgress;
         let decl = self.scope.consts[index as usize];
-        let annotated = decl.ty.as_ref().map(|t| resolve_type(t, self.scope, self.diagnostics));
+        let annotated = decl
+            .ty
+            .as_ref()
+            .map(|t| resolve_type(t, self.scope, self.diagnostics));
         let expr = self.expr(&decl.value, annotated.as_ref(), &Env::Constant);
         let ty = match &annotated {
             Some(annotated) => {
@@ -347,8 +426,17 @@ impl<'s, 'a> Checker<'s, 'a> {
         };
         if matches!(ty, Type::EmptySet) {
             self.error(
-                Diagnostic::error(format!("the type of `{}` cannot be inferred from `{{}}`", decl.name.name), decl.value.span)
-                    .with_help(format!("annotate it: `const {}: Set<String> = {{}}`", decl.name.name)),
+                Diagnostic::error(
+                    format!(
+                        "the type of `{}` cannot be inferred from `{{}}`",
+                        decl.name.name
+                    ),
+                    decl.value.span,
+                )
+                .with_help(format!(
+                    "annotate it: `const {}: Set<String> = {{}}`",
+                    decl.name.name
+                )),
             );
         }
         let value = match (&expr.kind, &ty) {
@@ -368,12 +456,17 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     fn switch(&mut self, decl: &ast::SwitchDecl) -> CheckedSwitch {
         let ty = resolve_type(&decl.ty, self.scope, self.diagnostics);
-        if !matches!(ty, Type::Bool | Type::Int | Type::String | Type::Duration | Type::Time | Type::Error)
-            && !matches!(ty, Type::Enum(_))
+        if !matches!(
+            ty,
+            Type::Bool | Type::Int | Type::String | Type::Duration | Type::Time | Type::Error
+        ) && !matches!(ty, Type::Enum(_))
         {
             self.error(
-                Diagnostic::error(format!("a switch cannot have type `{}`", self.show(&ty)), decl.ty.span)
-                    .with_help("switches are `Bool`, `Int`, `String`, `Duration`, `Time` or an enum"),
+                Diagnostic::error(
+                    format!("a switch cannot have type `{}`", self.show(&ty)),
+                    decl.ty.span,
+                )
+                .with_help("switches are `Bool`, `Int`, `String`, `Duration`, `Time` or an enum"),
             );
         }
         let default = self.expr(&decl.default, Some(&ty), &Env::Constant);
@@ -383,21 +476,35 @@ impl<'s, 'a> Checker<'s, 'a> {
             TKind::Error => ConstValue::None,
             _ => {
                 self.error(
-                    Diagnostic::error("a switch default must be computable at compile time", decl.default.span)
-                        .with_help("use a literal or a constant"),
+                    Diagnostic::error(
+                        "a switch default must be computable at compile time",
+                        decl.default.span,
+                    )
+                    .with_help("use a literal or a constant"),
                 );
                 ConstValue::None
             }
         };
-        CheckedSwitch { name: decl.name.name.clone(), ty, default: value }
+        CheckedSwitch {
+            name: decl.name.name.clone(),
+            ty,
+            default: value,
+        }
     }
 
     fn expect_type(&mut self, expr: &TExpr, expected: &Type) -> bool {
         if expr.ty.fits(expected) {
             return true;
         }
-        let message = format!("expected `{}`, found `{}`", self.show(expected), self.show(&expr.ty));
-        self.error(Diagnostic::error(message, expr.span).with_label(format!("this is `{}`", self.show(&expr.ty))));
+        let message = format!(
+            "expected `{}`, found `{}`",
+            self.show(expected),
+            self.show(&expr.ty)
+        );
+        self.error(
+            Diagnostic::error(message, expr.span)
+                .with_label(format!("this is `{}`", self.show(&expr.ty))),
+        );
         false
     }
 
@@ -410,21 +517,31 @@ impl<'s, 'a> Checker<'s, 'a> {
                 let mut kinds = Vec::new();
                 for name in names {
                     match self.scope.kind_index.get(&name.name) {
-                        Some(&index) if kinds.contains(&index) => self.error(
-                            Diagnostic::error(format!("kind `{}` is listed twice", name.name), name.span),
-                        ),
+                        Some(&index) if kinds.contains(&index) => self.error(Diagnostic::error(
+                            format!("kind `{}` is listed twice", name.name),
+                            name.span,
+                        )),
                         Some(&index) => kinds.push(index),
                         None => {
-                            let mut diagnostic =
-                                Diagnostic::error(format!("unknown principal kind `{}`", name.name), name.span)
-                                    .with_label("no `principal` declares this kind");
-                            let known: Vec<&str> = self.scope.kinds.iter().map(|k| k.name.as_str()).collect();
+                            let mut diagnostic = Diagnostic::error(
+                                format!("unknown principal kind `{}`", name.name),
+                                name.span,
+                            )
+                            .with_label("no `principal` declares this kind");
+                            let known: Vec<&str> =
+                                self.scope.kinds.iter().map(|k| k.name.as_str()).collect();
                             diagnostic = match did_you_mean(&name.name, known.iter().copied()) {
-                                Some(close) => diagnostic.with_help(format!("did you mean `{close}`?")),
+                                Some(close) => {
+                                    diagnostic.with_help(format!("did you mean `{close}`?"))
+                                }
                                 None => diagnostic.with_help(format!(
                                     "declare it with `principal {} {{ ... }}`{}",
                                     name.name,
-                                    if known.is_empty() { String::new() } else { format!(" or use one of: {}", known.join(", ")) }
+                                    if known.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" or use one of: {}", known.join(", "))
+                                    }
                                 )),
                             };
                             self.error(diagnostic);
@@ -436,65 +553,121 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn block(&mut self, block: &ast::Block, env: &Env, flow_kinds: &[(Vec<u32>, bool)]) -> Vec<TStep> {
-        block.steps.iter().filter_map(|step| self.step(step, env, flow_kinds)).collect()
+    fn block(
+        &mut self,
+        block: &ast::Block,
+        env: &Env,
+        flow_kinds: &[(Vec<u32>, bool)],
+    ) -> Vec<TStep> {
+        block
+            .steps
+            .iter()
+            .filter_map(|step| self.step(step, env, flow_kinds))
+            .collect()
     }
 
-    fn step(&mut self, step: &ast::Step, env: &Env, flow_kinds: &[(Vec<u32>, bool)]) -> Option<TStep> {
+    fn step(
+        &mut self,
+        step: &ast::Step,
+        env: &Env,
+        flow_kinds: &[(Vec<u32>, bool)],
+    ) -> Option<TStep> {
         let kind = match &step.kind {
-            StepKind::Allow { with } => TStepKind::Allow { attributes: self.record(with.as_ref(), env) },
+            StepKind::Allow { with } => TStepKind::Allow {
+                attributes: self.record(with.as_ref(), env),
+            },
             StepKind::Deny { reason, when } => {
                 let when = when.as_ref().map(|w| self.condition(w, env));
-                TStepKind::Deny { reason: reason.clone(), when }
+                TStepKind::Deny {
+                    reason: reason.clone(),
+                    when,
+                }
             }
-            StepKind::Require { factors, within, attempts } => {
+            StepKind::Require {
+                factors,
+                within,
+                attempts,
+            } => {
                 let requirement = self.requirement(factors, true)?;
                 let within = within.as_ref().map(|w| self.typed(w, &Type::Duration, env));
                 let attempts = attempts.as_ref().map(|a| self.typed(a, &Type::Int, env));
-                TStepKind::Require { requirement, within, attempts }
+                TStepKind::Require {
+                    requirement,
+                    within,
+                    attempts,
+                }
             }
-            StepKind::Enroll { factors } => TStepKind::Enroll { requirement: self.requirement(factors, false)? },
+            StepKind::Enroll { factors } => TStepKind::Enroll {
+                requirement: self.requirement(factors, false)?,
+            },
             StepKind::Approve { roles, within } => {
                 let mut names: Vec<String> = Vec::new();
                 for role in roles {
                     if names.contains(&role.name) {
-                        self.error(Diagnostic::error(format!("role `{}` is listed twice", role.name), role.span));
+                        self.error(Diagnostic::error(
+                            format!("role `{}` is listed twice", role.name),
+                            role.span,
+                        ));
                     } else {
                         names.push(role.name.clone());
                     }
                 }
                 let within = within.as_ref().map(|w| self.typed(w, &Type::Duration, env));
-                TStepKind::Approve { roles: names, within }
+                TStepKind::Approve {
+                    roles: names,
+                    within,
+                }
             }
-            StepKind::Emit { name, with } => {
-                TStepKind::Emit { name: name.clone(), attributes: self.record(with.as_ref(), env) }
-            }
+            StepKind::Emit { name, with } => TStepKind::Emit {
+                name: name.clone(),
+                attributes: self.record(with.as_ref(), env),
+            },
             StepKind::If { arms, otherwise } => {
                 let arms = arms
                     .iter()
-                    .map(|(guard, body)| (self.condition(guard, env), self.block(body, env, flow_kinds)))
+                    .map(|(guard, body)| {
+                        (
+                            self.condition(guard, env),
+                            self.block(body, env, flow_kinds),
+                        )
+                    })
                     .collect();
                 let otherwise = otherwise.as_ref().map(|b| self.block(b, env, flow_kinds));
                 TStepKind::If { arms, otherwise }
             }
-            StepKind::Match { scrutinee, arms } => return self.match_step(step.span, scrutinee, arms, env, flow_kinds),
+            StepKind::Match { scrutinee, arms } => {
+                return self.match_step(step.span, scrutinee, arms, env, flow_kinds)
+            }
             StepKind::Exception { name, when, body } => {
                 let when = self.condition(when, env);
                 let body = self.block(body, env, flow_kinds);
                 if !self.terminates(&body, &mut Vec::new()) {
                     self.error(
-                        Diagnostic::error(format!("exception path `{name}` can end without a decision"), step.span)
-                            .with_label("some path through this block does not reach `allow` or `deny`")
-                            .with_help("end every path of an exception block with `allow` or `deny`"),
+                        Diagnostic::error(
+                            format!("exception path `{name}` can end without a decision"),
+                            step.span,
+                        )
+                        .with_label("some path through this block does not reach `allow` or `deny`")
+                        .with_help("end every path of an exception block with `allow` or `deny`"),
                     );
                 }
-                TStepKind::Exception { name: name.clone(), when, body }
+                TStepKind::Exception {
+                    name: name.clone(),
+                    when,
+                    body,
+                }
             }
             StepKind::Run { flow } => {
                 let Some(&index) = self.scope.flow_index.get(&flow.name) else {
-                    let mut diagnostic = Diagnostic::error(format!("unknown flow `{}`", flow.name), flow.span)
-                        .with_label("no flow has this name");
-                    let names: Vec<&str> = self.scope.flows.iter().map(|f| f.name.name.as_str()).collect();
+                    let mut diagnostic =
+                        Diagnostic::error(format!("unknown flow `{}`", flow.name), flow.span)
+                            .with_label("no flow has this name");
+                    let names: Vec<&str> = self
+                        .scope
+                        .flows
+                        .iter()
+                        .map(|f| f.name.name.as_str())
+                        .collect();
                     if let Some(close) = did_you_mean(&flow.name, names) {
                         diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                     }
@@ -511,15 +684,27 @@ impl<'s, 'a> Checker<'s, 'a> {
                     } else if let Some(missing) = kinds.iter().find(|k| !target_kinds.contains(k)) {
                         let kind_name = self.scope.kinds[*missing as usize].name.clone();
                         self.error(
-                            Diagnostic::error(format!("flow `{}` does not accept principal kind `{kind_name}`", flow.name), flow.span)
-                                .with_help(format!("add `{kind_name}` to the `for` list of `{}`", flow.name)),
+                            Diagnostic::error(
+                                format!(
+                                    "flow `{}` does not accept principal kind `{kind_name}`",
+                                    flow.name
+                                ),
+                                flow.span,
+                            )
+                            .with_help(format!(
+                                "add `{kind_name}` to the `for` list of `{}`",
+                                flow.name
+                            )),
                         );
                     }
                 }
                 TStepKind::Run { flow: index }
             }
         };
-        Some(TStep { kind, span: step.span })
+        Some(TStep {
+            kind,
+            span: step.span,
+        })
     }
 
     fn match_step(
@@ -535,14 +720,20 @@ impl<'s, 'a> Checker<'s, 'a> {
             if !value.ty.is_error() {
                 let found = self.show(&value.ty);
                 self.error(
-                    Diagnostic::error(format!("`match` needs an enum value, found `{found}`"), value.span)
-                        .with_help("use `if` for other conditions"),
+                    Diagnostic::error(
+                        format!("`match` needs an enum value, found `{found}`"),
+                        value.span,
+                    )
+                    .with_help("use `if` for other conditions"),
                 );
             }
             return None;
         };
-        let variants: Vec<String> =
-            self.scope.enums[enumeration as usize].variants.iter().map(|v| v.name.clone()).collect();
+        let variants: Vec<String> = self.scope.enums[enumeration as usize]
+            .variants
+            .iter()
+            .map(|v| v.name.clone())
+            .collect();
         let mut seen: HashMap<u32, Span> = HashMap::new();
         let mut typed_arms = Vec::new();
         for arm in arms {
@@ -552,7 +743,9 @@ impl<'s, 'a> Checker<'s, 'a> {
                     format!("`{}` is not a value of `{enum_name}`", arm.variant.name),
                     arm.variant.span,
                 );
-                if let Some(close) = did_you_mean(&arm.variant.name, variants.iter().map(String::as_str)) {
+                if let Some(close) =
+                    did_you_mean(&arm.variant.name, variants.iter().map(String::as_str))
+                {
                     diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                 }
                 self.error(diagnostic);
@@ -561,8 +754,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             let variant = variant as u32;
             if let Some(first) = seen.get(&variant) {
                 self.error(
-                    Diagnostic::error(format!("`{}` is matched twice", arm.variant.name), arm.variant.span)
-                        .with_secondary(*first, "first matched here"),
+                    Diagnostic::error(
+                        format!("`{}` is matched twice", arm.variant.name),
+                        arm.variant.span,
+                    )
+                    .with_secondary(*first, "first matched here"),
                 );
                 continue;
             }
@@ -571,7 +767,14 @@ impl<'s, 'a> Checker<'s, 'a> {
                 kind: TKind::Compare(
                     Compare::Eq,
                     Box::new(value.clone()),
-                    Box::new(TExpr::constant(ConstValue::Enum { enumeration, variant }, Type::Enum(enumeration), arm.variant.span)),
+                    Box::new(TExpr::constant(
+                        ConstValue::Enum {
+                            enumeration,
+                            variant,
+                        },
+                        Type::Enum(enumeration),
+                        arm.variant.span,
+                    )),
                 ),
                 ty: Type::Bool,
                 span: arm.variant.span,
@@ -585,18 +788,31 @@ impl<'s, 'a> Checker<'s, 'a> {
             .map(|(_, name)| name.as_str())
             .collect();
         if !missing.is_empty() {
-            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let enum_name = &self.enum_names[enumeration as usize];
             self.diagnostics.push(
-                Diagnostic::error(format!("`match` on `{enum_name}` does not cover {list}"), value.span)
-                    .with_label("not every value has an arm")
-                    .with_help(format!("add an arm for {list}")),
+                Diagnostic::error(
+                    format!("`match` on `{enum_name}` does not cover {list}"),
+                    value.span,
+                )
+                .with_label("not every value has an arm")
+                .with_help(format!("add an arm for {list}")),
             );
             return None;
         }
         // Every value has an arm, so the last arm needs no guard.
         let otherwise = typed_arms.pop().map(|(_, body)| body);
-        Some(TStep { kind: TStepKind::If { arms: typed_arms, otherwise }, span })
+        Some(TStep {
+            kind: TStepKind::If {
+                arms: typed_arms,
+                otherwise,
+            },
+            span,
+        })
     }
 
     fn requirement(&mut self, spec: &ast::FactorSpec, allow_levels: bool) -> Option<Requirement> {
@@ -607,7 +823,8 @@ impl<'s, 'a> Checker<'s, 'a> {
                         return Some(Requirement::Level(level));
                     }
                 }
-                self.factor(name, allow_levels).map(|f| Requirement::Any(f.bit()))
+                self.factor(name, allow_levels)
+                    .map(|f| Requirement::Any(f.bit()))
             }
             ast::FactorSpec::Any(names) => Some(Requirement::Any(self.factor_set(names)?)),
             ast::FactorSpec::All(names) => Some(Requirement::All(self.factor_set(names)?)),
@@ -620,7 +837,10 @@ impl<'s, 'a> Checker<'s, 'a> {
         for name in names {
             match self.factor(name, false) {
                 Some(factor) if bits & factor.bit() != 0 => {
-                    self.error(Diagnostic::error(format!("factor `{}` is listed twice", name.name), name.span));
+                    self.error(Diagnostic::error(
+                        format!("factor `{}` is listed twice", name.name),
+                        name.span,
+                    ));
                 }
                 Some(factor) => bits |= factor.bit(),
                 None => ok = false,
@@ -633,11 +853,13 @@ impl<'s, 'a> Checker<'s, 'a> {
         if let Some(factor) = Factor::from_name(&name.name) {
             return Some(factor);
         }
-        let mut diagnostic = Diagnostic::error(format!("unknown factor `{}`", name.name), name.span)
-            .with_label("not a built-in factor");
+        let mut diagnostic =
+            Diagnostic::error(format!("unknown factor `{}`", name.name), name.span)
+                .with_label("not a built-in factor");
         if assurance_level_name(&name.name).is_some() {
-            diagnostic = Diagnostic::error(format!("`{}` cannot be used here", name.name), name.span)
-                .with_help("an assurance level stands alone: `require aal2`");
+            diagnostic =
+                Diagnostic::error(format!("`{}` cannot be used here", name.name), name.span)
+                    .with_help("an assurance level stands alone: `require aal2`");
         } else {
             let mut candidates: Vec<&str> = Factor::ALL.iter().map(|f| f.name()).collect();
             if levels_allowed {
@@ -653,12 +875,17 @@ impl<'s, 'a> Checker<'s, 'a> {
     }
 
     fn record(&mut self, record: Option<&ast::Record>, env: &Env) -> Vec<(String, TExpr)> {
-        let Some(record) = record else { return Vec::new() };
+        let Some(record) = record else {
+            return Vec::new();
+        };
         let mut entries: Vec<(String, TExpr)> = Vec::new();
         for (key, value) in &record.entries {
             let value = self.expr(value, None, env);
             if entries.iter().any(|(name, _)| *name == key.name) {
-                self.error(Diagnostic::error(format!("attribute `{}` is given twice", key.name), key.span));
+                self.error(Diagnostic::error(
+                    format!("attribute `{}` is given twice", key.name),
+                    key.span,
+                ));
                 continue;
             }
             self.check_output_type(&value);
@@ -681,8 +908,13 @@ impl<'s, 'a> Checker<'s, 'a> {
         };
         if unsupported {
             self.error(
-                Diagnostic::error("a set of strings from the request cannot be returned as an attribute", value.span)
-                    .with_help("return a constant set, or test membership with `in` or `.contains(...)`"),
+                Diagnostic::error(
+                    "a set of strings from the request cannot be returned as an attribute",
+                    value.span,
+                )
+                .with_help(
+                    "return a constant set, or test membership with `in` or `.contains(...)`",
+                ),
             );
         }
     }
@@ -705,8 +937,12 @@ impl<'s, 'a> Checker<'s, 'a> {
         let span = expr.span;
         match &expr.kind {
             ExprKind::Int(value) => TExpr::constant(ConstValue::Int(*value), Type::Int, span),
-            ExprKind::Duration(value) => TExpr::constant(ConstValue::Duration(*value), Type::Duration, span),
-            ExprKind::Str(value) => TExpr::constant(ConstValue::Str(value.clone()), Type::String, span),
+            ExprKind::Duration(value) => {
+                TExpr::constant(ConstValue::Duration(*value), Type::Duration, span)
+            }
+            ExprKind::Str(value) => {
+                TExpr::constant(ConstValue::Str(value.clone()), Type::String, span)
+            }
             ExprKind::Bool(value) => TExpr::constant(ConstValue::Bool(*value), Type::Bool, span),
             ExprKind::None => TExpr::constant(ConstValue::None, Type::NoneLiteral, span),
             ExprKind::Error => TExpr::error(span),
@@ -714,9 +950,15 @@ impl<'s, 'a> Checker<'s, 'a> {
             ExprKind::Set(elements) => self.set_literal(elements, span, expected, env),
             ExprKind::Call { function, args } => self.call(function, args, span, env),
             ExprKind::Attr { base, attr } => self.attribute(base, attr, span, env),
-            ExprKind::Method { receiver, method, args } => self.method(receiver, method, args, span, env),
+            ExprKind::Method {
+                receiver,
+                method,
+                args,
+            } => self.method(receiver, method, args, span, env),
             ExprKind::Unary { op, operand } => self.unary(*op, operand, span, expected, env),
-            ExprKind::Binary { op, left, right } => self.binary(*op, left, right, span, expected, env),
+            ExprKind::Binary { op, left, right } => {
+                self.binary(*op, left, right, span, expected, env)
+            }
         }
     }
 
@@ -728,23 +970,42 @@ impl<'s, 'a> Checker<'s, 'a> {
         if let Some(&index) = self.scope.const_index.get(name) {
             self.used_consts.insert(index);
             let (value, ty) = self.constant(index);
-            return if ty.is_error() { TExpr::error(span) } else { TExpr::constant(value, ty, span) };
+            return if ty.is_error() {
+                TExpr::error(span)
+            } else {
+                TExpr::constant(value, ty, span)
+            };
         }
         if let Some(&index) = self.scope.switch_index.get(name) {
             self.used_switches.insert(index);
             if matches!(env, Env::Constant) {
                 self.error(
-                    Diagnostic::error(format!("switch `{name}` cannot be used in a constant"), span)
-                        .with_help("switches are set at run time; constants are fixed at compile time"),
+                    Diagnostic::error(
+                        format!("switch `{name}` cannot be used in a constant"),
+                        span,
+                    )
+                    .with_help("switches are set at run time; constants are fixed at compile time"),
                 );
                 return TExpr::error(span);
             }
-            let ty = resolve_type(&self.scope.switches[index as usize].ty, self.scope, &mut Vec::new());
-            return TExpr { kind: TKind::Input(Input::Switch(index)), ty, span };
+            let ty = resolve_type(
+                &self.scope.switches[index as usize].ty,
+                self.scope,
+                &mut Vec::new(),
+            );
+            return TExpr {
+                kind: TKind::Input(Input::Switch(index)),
+                ty,
+                span,
+            };
         }
         match name {
             "now" if matches!(env, Env::Flow { .. }) => {
-                return TExpr { kind: TKind::Input(Input::Now), ty: Type::Time, span };
+                return TExpr {
+                    kind: TKind::Input(Input::Now),
+                    ty: Type::Time,
+                    span,
+                };
             }
             "principal" | "context" | "session" => {
                 self.error(
@@ -767,12 +1028,20 @@ impl<'s, 'a> Checker<'s, 'a> {
         if let Some(value) = self.unique_variant(name, span) {
             return value;
         }
-        let mut candidates: Vec<&str> = self.scope.consts.iter().map(|c| c.name.name.as_str()).collect();
+        let mut candidates: Vec<&str> = self
+            .scope
+            .consts
+            .iter()
+            .map(|c| c.name.name.as_str())
+            .collect();
         candidates.extend(self.scope.switches.iter().map(|s| s.name.name.as_str()));
         candidates.push("now");
-        let variants = expected.map(|ty| self.variant_names(ty)).unwrap_or_default();
+        let variants = expected
+            .map(|ty| self.variant_names(ty))
+            .unwrap_or_default();
         candidates.extend(variants.iter().map(String::as_str));
-        let mut diagnostic = Diagnostic::error(format!("unknown name `{name}`"), span).with_label("not declared");
+        let mut diagnostic =
+            Diagnostic::error(format!("unknown name `{name}`"), span).with_label("not declared");
         if let Some(close) = did_you_mean(name, candidates) {
             diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
         }
@@ -783,7 +1052,11 @@ impl<'s, 'a> Checker<'s, 'a> {
     fn variant_names(&self, ty: &Type) -> Vec<String> {
         match ty {
             Type::Factor => Factor::ALL.iter().map(|f| f.name().to_string()).collect(),
-            Type::Enum(index) => self.scope.enums[*index as usize].variants.iter().map(|v| v.name.clone()).collect(),
+            Type::Enum(index) => self.scope.enums[*index as usize]
+                .variants
+                .iter()
+                .map(|v| v.name.clone())
+                .collect(),
             Type::Optional(inner) => self.variant_names(inner),
             _ => Vec::new(),
         }
@@ -794,9 +1067,15 @@ impl<'s, 'a> Checker<'s, 'a> {
             Type::Factor => Factor::from_name(name)
                 .map(|f| TExpr::constant(ConstValue::Factor(f as u8), Type::Factor, span)),
             Type::Enum(index) => {
-                let variant = self.scope.enums[*index as usize].variants.iter().position(|v| v.name == name)?;
+                let variant = self.scope.enums[*index as usize]
+                    .variants
+                    .iter()
+                    .position(|v| v.name == name)?;
                 Some(TExpr::constant(
-                    ConstValue::Enum { enumeration: *index, variant: variant as u32 },
+                    ConstValue::Enum {
+                        enumeration: *index,
+                        variant: variant as u32,
+                    },
                     Type::Enum(*index),
                     span,
                 ))
@@ -823,7 +1102,13 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn set_literal(&mut self, elements: &[ast::Expr], span: Span, expected: Option<&Type>, env: &Env) -> TExpr {
+    fn set_literal(
+        &mut self,
+        elements: &[ast::Expr],
+        span: Span,
+        expected: Option<&Type>,
+        env: &Env,
+    ) -> TExpr {
         let expected_element = expected.and_then(|ty| match ty {
             Type::Set(element) => Some(element.as_ref().clone()),
             Type::Optional(inner) => inner.element().cloned(),
@@ -840,7 +1125,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             }
             match &element_type {
                 Some(ty) if !typed.ty.fits(ty) => {
-                    let message = format!("set elements must all be `{}`, found `{}`", self.show(ty), self.show(&typed.ty));
+                    let message = format!(
+                        "set elements must all be `{}`, found `{}`",
+                        self.show(ty),
+                        self.show(&typed.ty)
+                    );
                     self.error(Diagnostic::error(message, typed.span));
                     failed = true;
                     continue;
@@ -862,8 +1151,13 @@ impl<'s, 'a> Checker<'s, 'a> {
         if failed {
             return TExpr::error(span);
         }
-        if let Some(Type::Set(_) | Type::Optional(_) | Type::NoneLiteral | Type::EmptySet) = &element_type {
-            self.error(Diagnostic::error("set elements cannot be sets or optionals", span));
+        if let Some(Type::Set(_) | Type::Optional(_) | Type::NoneLiteral | Type::EmptySet) =
+            &element_type
+        {
+            self.error(Diagnostic::error(
+                "set elements cannot be sets or optionals",
+                span,
+            ));
             return TExpr::error(span);
         }
         let ty = match element_type {
@@ -873,11 +1167,23 @@ impl<'s, 'a> Checker<'s, 'a> {
         TExpr::constant(ConstValue::set(values), ty, span)
     }
 
-    fn literal_argument(&mut self, function: &ast::Ident, args: &[ast::Expr], env: &Env) -> Option<(String, Span)> {
+    fn literal_argument(
+        &mut self,
+        function: &ast::Ident,
+        args: &[ast::Expr],
+        env: &Env,
+    ) -> Option<(String, Span)> {
         if args.len() != 1 {
             self.error(
-                Diagnostic::error(format!("`{}` takes one argument, found {}", function.name, args.len()), function.span)
-                    .with_help(format!("write `{}(\"...\")`", function.name)),
+                Diagnostic::error(
+                    format!(
+                        "`{}` takes one argument, found {}",
+                        function.name,
+                        args.len()
+                    ),
+                    function.span,
+                )
+                .with_help(format!("write `{}(\"...\")`", function.name)),
             );
             return None;
         }
@@ -887,8 +1193,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             TKind::Error => None,
             _ => {
                 self.error(
-                    Diagnostic::error(format!("`{}` needs a string known at compile time", function.name), argument.span)
-                        .with_help("pass a string literal or a string constant"),
+                    Diagnostic::error(
+                        format!("`{}` needs a string known at compile time", function.name),
+                        argument.span,
+                    )
+                    .with_help("pass a string literal or a string constant"),
                 );
                 None
             }
@@ -909,8 +1218,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             "hour" | "weekday" => return self.calendar(function, args, span, env),
             "failures" => return self.failures(function, args, span, env),
             other => {
-                let mut diagnostic = Diagnostic::error(format!("unknown function `{other}`"), function.span);
-                if let Some(close) = did_you_mean(other, ["ip", "cidr", "time", "hour", "weekday", "failures"]) {
+                let mut diagnostic =
+                    Diagnostic::error(format!("unknown function `{other}`"), function.span);
+                if let Some(close) =
+                    did_you_mean(other, ["ip", "cidr", "time", "hour", "weekday", "failures"])
+                {
                     diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                 }
                 self.error(diagnostic);
@@ -927,37 +1239,75 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn calendar(&mut self, function: &ast::Ident, args: &[ast::Expr], span: Span, env: &Env) -> TExpr {
+    fn calendar(
+        &mut self,
+        function: &ast::Ident,
+        args: &[ast::Expr],
+        span: Span,
+        env: &Env,
+    ) -> TExpr {
         if args.len() != 1 {
-            self.error(Diagnostic::error(format!("`{}` takes one `Time` argument", function.name), function.span));
+            self.error(Diagnostic::error(
+                format!("`{}` takes one `Time` argument", function.name),
+                function.span,
+            ));
             return TExpr::error(span);
         }
         let time = self.typed(&args[0], &Type::Time, env);
         if time.ty.is_error() {
             return TExpr::error(span);
         }
-        let kind = if function.name == "hour" { TKind::Hour(Box::new(time)) } else { TKind::Weekday(Box::new(time)) };
-        fold(TExpr { kind, ty: Type::Int, span })
+        let kind = if function.name == "hour" {
+            TKind::Hour(Box::new(time))
+        } else {
+            TKind::Weekday(Box::new(time))
+        };
+        fold(TExpr {
+            kind,
+            ty: Type::Int,
+            span,
+        })
     }
 
-    fn failures(&mut self, function: &ast::Ident, args: &[ast::Expr], span: Span, env: &Env) -> TExpr {
+    fn failures(
+        &mut self,
+        function: &ast::Ident,
+        args: &[ast::Expr],
+        span: Span,
+        env: &Env,
+    ) -> TExpr {
         if matches!(env, Env::Constant) {
-            self.error(Diagnostic::error("`failures` cannot be used in a constant", span));
+            self.error(Diagnostic::error(
+                "`failures` cannot be used in a constant",
+                span,
+            ));
             return TExpr::error(span);
         }
         let factor = match args {
-            [ast::Expr { kind: ExprKind::Name(name), span: at }] => {
-                self.factor(&ast::Ident { name: name.clone(), span: *at }, false)
-            }
+            [ast::Expr {
+                kind: ExprKind::Name(name),
+                span: at,
+            }] => self.factor(
+                &ast::Ident {
+                    name: name.clone(),
+                    span: *at,
+                },
+                false,
+            ),
             _ => {
                 self.error(
-                    Diagnostic::error("`failures` takes one factor", function.span).with_help("write `failures(password)`"),
+                    Diagnostic::error("`failures` takes one factor", function.span)
+                        .with_help("write `failures(password)`"),
                 );
                 None
             }
         };
         match factor {
-            Some(factor) => TExpr { kind: TKind::Input(Input::Failures(factor)), ty: Type::Int, span },
+            Some(factor) => TExpr {
+                kind: TKind::Input(Input::Failures(factor)),
+                ty: Type::Int,
+                span,
+            },
             None => TExpr::error(span),
         }
     }
@@ -967,17 +1317,26 @@ impl<'s, 'a> Checker<'s, 'a> {
             let typed = self.expr(base, None, env);
             if !typed.ty.is_error() {
                 let shown = self.show(&typed.ty);
-                self.error(Diagnostic::error(format!("`{shown}` has no attribute `{}`", attr.name), attr.span));
+                self.error(Diagnostic::error(
+                    format!("`{shown}` has no attribute `{}`", attr.name),
+                    attr.span,
+                ));
             }
             return TExpr::error(span);
         };
         let kinds = match env {
             Env::Flow { any: true, .. } if root == "principal" => Vec::new(),
-            Env::Flow { kinds, .. } if matches!(root.as_str(), "principal" | "context" | "session") => kinds.clone(),
+            Env::Flow { kinds, .. }
+                if matches!(root.as_str(), "principal" | "context" | "session") =>
+            {
+                kinds.clone()
+            }
             Env::Constant if matches!(root.as_str(), "principal" | "context" | "session") => {
                 self.error(
                     Diagnostic::error(format!("`{root}` cannot be used in a constant"), base.span)
-                        .with_help("constants are fixed at compile time; read the request inside a flow"),
+                        .with_help(
+                            "constants are fixed at compile time; read the request inside a flow",
+                        ),
                 );
                 return TExpr::error(span);
             }
@@ -985,7 +1344,10 @@ impl<'s, 'a> Checker<'s, 'a> {
                 let typed = self.expr(base, None, env);
                 if !typed.ty.is_error() {
                     let shown = self.show(&typed.ty);
-                    self.error(Diagnostic::error(format!("`{shown}` has no attribute `{}`", attr.name), attr.span));
+                    self.error(Diagnostic::error(
+                        format!("`{shown}` has no attribute `{}`", attr.name),
+                        attr.span,
+                    ));
                 }
                 return TExpr::error(span);
             }
@@ -993,9 +1355,14 @@ impl<'s, 'a> Checker<'s, 'a> {
         match root.as_str() {
             "principal" => self.principal_attribute(&kinds, attr, span),
             "context" => match self.scope.context.iter().find(|f| f.name == attr.name) {
-                Some(field) => TExpr { kind: TKind::Input(Input::Context(attr.name.clone())), ty: field.ty.clone(), span },
+                Some(field) => TExpr {
+                    kind: TKind::Input(Input::Context(attr.name.clone())),
+                    ty: field.ty.clone(),
+                    span,
+                },
                 None => {
-                    let names: Vec<&str> = self.scope.context.iter().map(|f| f.name.as_str()).collect();
+                    let names: Vec<&str> =
+                        self.scope.context.iter().map(|f| f.name.as_str()).collect();
                     self.unknown_attribute("context", &names, attr)
                 }
             },
@@ -1008,11 +1375,22 @@ impl<'s, 'a> Checker<'s, 'a> {
                     "started_at" => (Input::SessionStartedAt, Type::Time),
                     "last_active_at" => (Input::SessionLastActiveAt, Type::Time),
                     _ => {
-                        let names = ["factors", "aal", "age", "idle", "started_at", "last_active_at"];
+                        let names = [
+                            "factors",
+                            "aal",
+                            "age",
+                            "idle",
+                            "started_at",
+                            "last_active_at",
+                        ];
                         return self.unknown_attribute("session", &names, attr);
                     }
                 };
-                TExpr { kind: TKind::Input(input), ty, span }
+                TExpr {
+                    kind: TKind::Input(input),
+                    ty,
+                    span,
+                }
             }
         }
     }
@@ -1021,10 +1399,17 @@ impl<'s, 'a> Checker<'s, 'a> {
         if kinds.is_empty() {
             let builtin = crate::resolve::builtin_principal_fields(span);
             return match builtin.iter().find(|f| f.name == attr.name) {
-                Some(field) => TExpr { kind: TKind::Input(Input::Principal(attr.name.clone())), ty: field.ty.clone(), span },
+                Some(field) => TExpr {
+                    kind: TKind::Input(Input::Principal(attr.name.clone())),
+                    ty: field.ty.clone(),
+                    span,
+                },
                 None => {
                     let mut diagnostic = Diagnostic::error(
-                        format!("`principal.{}` cannot be read in a `for any` flow", attr.name),
+                        format!(
+                            "`principal.{}` cannot be read in a `for any` flow",
+                            attr.name
+                        ),
                         attr.span,
                     );
                     diagnostic = diagnostic.with_help("a `for any` flow reads only `principal.id` and `principal.enrolled`; list the kinds after `for` to read their attributes");
@@ -1050,37 +1435,58 @@ impl<'s, 'a> Checker<'s, 'a> {
                             self.show(previous),
                             self.show(&field.ty)
                         );
-                        self.error(Diagnostic::error(message, attr.span).with_help("declare the attribute with one type on every kind"));
+                        self.error(
+                            Diagnostic::error(message, attr.span)
+                                .with_help("declare the attribute with one type on every kind"),
+                        );
                         return TExpr::error(span);
                     }
                     _ => ty = Some(field.ty.clone()),
                 },
             }
         }
-        TExpr { kind: TKind::Input(Input::Principal(attr.name.clone())), ty: ty.unwrap_or(Type::Error), span }
+        TExpr {
+            kind: TKind::Input(Input::Principal(attr.name.clone())),
+            ty: ty.unwrap_or(Type::Error),
+            span,
+        }
     }
 
     fn unknown_attribute(&mut self, owner: &str, names: &[&str], attr: &ast::Ident) -> TExpr {
-        let mut diagnostic = Diagnostic::error(format!("`{owner}` has no attribute `{}`", attr.name), attr.span)
-            .with_label("unknown attribute");
+        let mut diagnostic = Diagnostic::error(
+            format!("`{owner}` has no attribute `{}`", attr.name),
+            attr.span,
+        )
+        .with_label("unknown attribute");
         diagnostic = match did_you_mean(&attr.name, names.iter().copied()) {
             Some(close) => diagnostic.with_help(format!("did you mean `{close}`?")),
-            None if names.is_empty() => diagnostic.with_help(format!("`{owner}` declares no attributes")),
+            None if names.is_empty() => {
+                diagnostic.with_help(format!("`{owner}` declares no attributes"))
+            }
             None => diagnostic.with_help(format!("the attributes are: {}", names.join(", "))),
         };
         self.error(diagnostic);
         TExpr::error(attr.span)
     }
 
-    fn method(&mut self, receiver: &ast::Expr, method: &ast::Ident, args: &[ast::Expr], span: Span, env: &Env) -> TExpr {
+    fn method(
+        &mut self,
+        receiver: &ast::Expr,
+        method: &ast::Ident,
+        args: &[ast::Expr],
+        span: Span,
+        env: &Env,
+    ) -> TExpr {
         let set = self.expr(receiver, None, env);
         if set.ty.is_error() {
             return TExpr::error(span);
         }
         let Some(element) = set.ty.element().cloned() else {
             let shown = self.show(&set.ty);
-            let mut diagnostic =
-                Diagnostic::error(format!("`{shown}` has no method `{}`", method.name), method.span);
+            let mut diagnostic = Diagnostic::error(
+                format!("`{shown}` has no method `{}`", method.name),
+                method.span,
+            );
             if let Type::Optional(_) = set.ty {
                 diagnostic = diagnostic.with_help("give the optional a default with `??` first");
             }
@@ -1090,7 +1496,12 @@ impl<'s, 'a> Checker<'s, 'a> {
         let arity = |checker: &mut Self, count: usize| {
             if args.len() != count {
                 checker.error(Diagnostic::error(
-                    format!("`{}` takes {count} argument{}, found {}", method.name, if count == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "`{}` takes {count} argument{}, found {}",
+                        method.name,
+                        if count == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                     method.span,
                 ));
                 return false;
@@ -1106,7 +1517,10 @@ impl<'s, 'a> Checker<'s, 'a> {
                 if value.ty.is_error() {
                     return TExpr::error(span);
                 }
-                TKind::Member { element: Box::new(value), container: Box::new(set) }
+                TKind::Member {
+                    element: Box::new(value),
+                    container: Box::new(set),
+                }
             }
             "contains_any" | "contains_all" => {
                 if !arity(self, 1) {
@@ -1116,52 +1530,96 @@ impl<'s, 'a> Checker<'s, 'a> {
                 if other.ty.is_error() {
                     return TExpr::error(span);
                 }
-                if element == Type::String && set.as_const().is_none() && other.as_const().is_none() {
+                if element == Type::String && set.as_const().is_none() && other.as_const().is_none()
+                {
                     self.error(
-                        Diagnostic::error("two sets of strings from the request cannot be compared", span)
-                            .with_help("compare a request set with a constant set"),
+                        Diagnostic::error(
+                            "two sets of strings from the request cannot be compared",
+                            span,
+                        )
+                        .with_help("compare a request set with a constant set"),
                     );
                     return TExpr::error(span);
                 }
-                let test = if method.name == "contains_any" { SetTest::ContainsAny } else { SetTest::ContainsAll };
-                TKind::SetTest { test, set: Box::new(set), other: Box::new(other) }
+                let test = if method.name == "contains_any" {
+                    SetTest::ContainsAny
+                } else {
+                    SetTest::ContainsAll
+                };
+                TKind::SetTest {
+                    test,
+                    set: Box::new(set),
+                    other: Box::new(other),
+                }
             }
             "is_empty" if arity(self, 0) => TKind::IsEmpty(Box::new(set)),
             "len" if arity(self, 0) => TKind::Len(Box::new(set)),
             "is_empty" | "len" => return TExpr::error(span),
             other => {
-                let mut diagnostic = Diagnostic::error(format!("sets have no method `{other}`"), method.span);
-                if let Some(close) = did_you_mean(other, ["contains", "contains_any", "contains_all", "is_empty", "len"]) {
+                let mut diagnostic =
+                    Diagnostic::error(format!("sets have no method `{other}`"), method.span);
+                if let Some(close) = did_you_mean(
+                    other,
+                    [
+                        "contains",
+                        "contains_any",
+                        "contains_all",
+                        "is_empty",
+                        "len",
+                    ],
+                ) {
                     diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                 }
                 self.error(diagnostic);
                 return TExpr::error(span);
             }
         };
-        let ty = if matches!(kind, TKind::Len(_)) { Type::Int } else { Type::Bool };
+        let ty = if matches!(kind, TKind::Len(_)) {
+            Type::Int
+        } else {
+            Type::Bool
+        };
         self.folded(TExpr { kind, ty, span })
     }
 
-    fn unary(&mut self, op: UnaryOp, operand: &ast::Expr, span: Span, expected: Option<&Type>, env: &Env) -> TExpr {
+    fn unary(
+        &mut self,
+        op: UnaryOp,
+        operand: &ast::Expr,
+        span: Span,
+        expected: Option<&Type>,
+        env: &Env,
+    ) -> TExpr {
         match op {
             UnaryOp::Not => {
                 let operand = self.typed(operand, &Type::Bool, env);
                 if operand.ty.is_error() {
                     return TExpr::error(span);
                 }
-                self.folded(TExpr { kind: TKind::Not(Box::new(operand)), ty: Type::Bool, span })
+                self.folded(TExpr {
+                    kind: TKind::Not(Box::new(operand)),
+                    ty: Type::Bool,
+                    span,
+                })
             }
             UnaryOp::Neg => {
                 let operand = self.expr(operand, expected, env);
                 match operand.ty {
                     Type::Int | Type::Duration => {
                         let ty = operand.ty.clone();
-                        self.folded(TExpr { kind: TKind::Neg(Box::new(operand)), ty, span })
+                        self.folded(TExpr {
+                            kind: TKind::Neg(Box::new(operand)),
+                            ty,
+                            span,
+                        })
                     }
                     Type::Error => TExpr::error(span),
                     _ => {
                         let shown = self.show(&operand.ty);
-                        self.error(Diagnostic::error(format!("cannot negate `{shown}`"), operand.span));
+                        self.error(Diagnostic::error(
+                            format!("cannot negate `{shown}`"),
+                            operand.span,
+                        ));
                         TExpr::error(span)
                     }
                 }
@@ -1172,11 +1630,21 @@ impl<'s, 'a> Checker<'s, 'a> {
     /// Types both operands of a binary operator. When the left operand is a
     /// bare name that only the other side can give a meaning to (an enum
     /// value or factor), the right operand is typed first.
-    fn operands(&mut self, left: &ast::Expr, right: &ast::Expr, env: &Env, element_of_right: bool) -> (TExpr, TExpr) {
+    fn operands(
+        &mut self,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        env: &Env,
+        element_of_right: bool,
+    ) -> (TExpr, TExpr) {
         let left_is_bare = matches!(&left.kind, ExprKind::Name(name) if !self.is_value_name(name));
         if left_is_bare {
             let right = self.expr(right, None, env);
-            let expected = if element_of_right { right.ty.element().cloned() } else { Some(right.ty.clone()) };
+            let expected = if element_of_right {
+                right.ty.element().cloned()
+            } else {
+                Some(right.ty.clone())
+            };
             let left = self.expr(left, expected.as_ref(), env);
             return (left, right);
         }
@@ -1220,7 +1688,11 @@ impl<'s, 'a> Checker<'s, 'a> {
                 } else {
                     TKind::Or(Box::new(left), Box::new(right))
                 };
-                self.folded(TExpr { kind, ty: Type::Bool, span })
+                self.folded(TExpr {
+                    kind,
+                    ty: Type::Bool,
+                    span,
+                })
             }
             BinaryOp::Coalesce => self.coalesce(left, right, span, expected, env),
             BinaryOp::In => {
@@ -1238,7 +1710,14 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn coalesce(&mut self, left: &ast::Expr, right: &ast::Expr, span: Span, expected: Option<&Type>, env: &Env) -> TExpr {
+    fn coalesce(
+        &mut self,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        span: Span,
+        expected: Option<&Type>,
+        env: &Env,
+    ) -> TExpr {
         let expected_optional = expected.map(|ty| Type::optional(ty.clone()));
         let left = self.expr(left, expected_optional.as_ref(), env);
         let inner = match &left.ty {
@@ -1247,8 +1726,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             other => {
                 let shown = self.show(other);
                 self.error(
-                    Diagnostic::error(format!("`??` needs an optional value on the left, found `{shown}`"), left.span)
-                        .with_help("remove the `??` default: this value is always present"),
+                    Diagnostic::error(
+                        format!("`??` needs an optional value on the left, found `{shown}`"),
+                        left.span,
+                    )
+                    .with_help("remove the `??` default: this value is always present"),
                 );
                 return TExpr::error(span);
             }
@@ -1261,12 +1743,20 @@ impl<'s, 'a> Checker<'s, 'a> {
             Type::Optional(other) if **other == inner => right.ty.clone(),
             actual if actual.fits(&inner) => inner.clone(),
             actual => {
-                let message = format!("the default of `??` must be `{}`, found `{}`", self.show(&inner), self.show(actual));
+                let message = format!(
+                    "the default of `??` must be `{}`, found `{}`",
+                    self.show(&inner),
+                    self.show(actual)
+                );
                 self.error(Diagnostic::error(message, right.span));
                 return TExpr::error(span);
             }
         };
-        self.folded(TExpr { kind: TKind::Coalesce(Box::new(left), Box::new(right)), ty, span })
+        self.folded(TExpr {
+            kind: TKind::Coalesce(Box::new(left), Box::new(right)),
+            ty,
+            span,
+        })
     }
 
     fn optional_misuse(&mut self, operand: &TExpr, op: &str) -> bool {
@@ -1274,9 +1764,16 @@ impl<'s, 'a> Checker<'s, 'a> {
             let shown = self.show(inner);
             let text = self.text(operand.span);
             self.error(
-                Diagnostic::error(format!("`{text}` is optional (`{shown}?`) and cannot be used with `{op}` directly"), operand.span)
-                    .with_label("may be absent")
-                    .with_help(format!("compare it with `none`, or give a default: `({text} ?? ...)`")),
+                Diagnostic::error(
+                    format!(
+                        "`{text}` is optional (`{shown}?`) and cannot be used with `{op}` directly"
+                    ),
+                    operand.span,
+                )
+                .with_label("may be absent")
+                .with_help(format!(
+                    "compare it with `none`, or give a default: `({text} ?? ...)`"
+                )),
             );
             return true;
         }
@@ -1303,8 +1800,15 @@ impl<'s, 'a> Checker<'s, 'a> {
                     );
                     return TExpr::error(span);
                 }
-                let kind = TKind::IsNone { operand: Box::new(value), negated: op == BinaryOp::Ne };
-                return self.folded(TExpr { kind, ty: Type::Bool, span });
+                let kind = TKind::IsNone {
+                    operand: Box::new(value),
+                    negated: op == BinaryOp::Ne,
+                };
+                return self.folded(TExpr {
+                    kind,
+                    ty: Type::Bool,
+                    span,
+                });
             }
         }
         if self.optional_misuse(&left, op.text()) || self.optional_misuse(&right, op.text()) {
@@ -1313,13 +1817,25 @@ impl<'s, 'a> Checker<'s, 'a> {
         let comparable = if equality {
             matches!(
                 left.ty,
-                Type::Bool | Type::Int | Type::String | Type::Duration | Type::Time | Type::Ip | Type::Cidr | Type::Factor | Type::Enum(_)
+                Type::Bool
+                    | Type::Int
+                    | Type::String
+                    | Type::Duration
+                    | Type::Time
+                    | Type::Ip
+                    | Type::Cidr
+                    | Type::Factor
+                    | Type::Enum(_)
             )
         } else {
             matches!(left.ty, Type::Int | Type::Duration | Type::Time)
         };
         if left.ty != right.ty {
-            let message = format!("cannot compare `{}` with `{}`", self.show(&left.ty), self.show(&right.ty));
+            let message = format!(
+                "cannot compare `{}` with `{}`",
+                self.show(&left.ty),
+                self.show(&right.ty)
+            );
             self.error(
                 Diagnostic::error(message, right.span)
                     .with_label(format!("this is `{}`", self.show(&right.ty)))
@@ -1334,7 +1850,13 @@ impl<'s, 'a> Checker<'s, 'a> {
             } else {
                 "`<`, `<=`, `>` and `>=` compare `Int`, `Duration` and `Time` values"
             };
-            self.error(Diagnostic::error(format!("`{}` cannot compare `{shown}` values", op.text()), span).with_help(help));
+            self.error(
+                Diagnostic::error(
+                    format!("`{}` cannot compare `{shown}` values", op.text()),
+                    span,
+                )
+                .with_help(help),
+            );
             return TExpr::error(span);
         }
         let compare = match op {
@@ -1345,7 +1867,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             BinaryOp::Gt => Compare::Gt,
             _ => Compare::Ge,
         };
-        self.folded(TExpr { kind: TKind::Compare(compare, Box::new(left), Box::new(right)), ty: Type::Bool, span })
+        self.folded(TExpr {
+            kind: TKind::Compare(compare, Box::new(left), Box::new(right)),
+            ty: Type::Bool,
+            span,
+        })
     }
 
     fn membership(&mut self, element: TExpr, container: TExpr, span: Span) -> TExpr {
@@ -1363,7 +1889,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             _ => false,
         };
         if !fits {
-            let message = format!("cannot test whether `{}` is in `{}`", self.show(&element.ty), self.show(&container.ty));
+            let message = format!(
+                "cannot test whether `{}` is in `{}`",
+                self.show(&element.ty),
+                self.show(&container.ty)
+            );
             self.error(
                 Diagnostic::error(message, span)
                     .with_help("`in` tests membership in a set of the same type, or an `Ip` in a `Cidr` or set of `Cidr`"),
@@ -1371,7 +1901,10 @@ impl<'s, 'a> Checker<'s, 'a> {
             return TExpr::error(span);
         }
         self.folded(TExpr {
-            kind: TKind::Member { element: Box::new(element), container: Box::new(container) },
+            kind: TKind::Member {
+                element: Box::new(element),
+                container: Box::new(container),
+            },
             ty: Type::Bool,
             span,
         })
@@ -1394,29 +1927,47 @@ impl<'s, 'a> Checker<'s, 'a> {
             _ => None,
         };
         let Some(ty) = ty else {
-            let message = format!("cannot apply `{}` to `{}` and `{}`", op.text(), self.show(&left.ty), self.show(&right.ty));
+            let message = format!(
+                "cannot apply `{}` to `{}` and `{}`",
+                op.text(),
+                self.show(&left.ty),
+                self.show(&right.ty)
+            );
             self.error(
                 Diagnostic::error(message, span)
                     .with_help("`+` and `-` work on `Int`, `Duration`, and `Time` with `Duration`; `Time - Time` is a `Duration`"),
             );
             return TExpr::error(span);
         };
-        let (left, right) = if matches!((&left.ty, &right.ty), (Type::Duration, Type::Time)) { (right, left) } else { (left, right) };
-        let kind = if add { TKind::Add(Box::new(left), Box::new(right)) } else { TKind::Sub(Box::new(left), Box::new(right)) };
+        let (left, right) = if matches!((&left.ty, &right.ty), (Type::Duration, Type::Time)) {
+            (right, left)
+        } else {
+            (left, right)
+        };
+        let kind = if add {
+            TKind::Add(Box::new(left), Box::new(right))
+        } else {
+            TKind::Sub(Box::new(left), Box::new(right))
+        };
         self.folded(TExpr { kind, ty, span })
     }
 
     /// Folds a constant expression, reporting overflow as an error.
     fn folded(&mut self, expr: TExpr) -> TExpr {
         let span = expr.span;
-        let all_const = children(&expr).iter().all(|child| child.as_const().is_some());
+        let all_const = children(&expr)
+            .iter()
+            .all(|child| child.as_const().is_some());
         if !all_const {
             return expr;
         }
         match evaluate_const(&expr) {
             Some(Ok(value)) => TExpr::constant(value, expr.ty, span),
             Some(Err(message)) => {
-                self.error(Diagnostic::error(message, span).with_help("constants are 64-bit; keep values in range"));
+                self.error(
+                    Diagnostic::error(message, span)
+                        .with_help("constants are 64-bit; keep values in range"),
+                );
                 TExpr::error(span)
             }
             None => expr,
@@ -1426,15 +1977,21 @@ impl<'s, 'a> Checker<'s, 'a> {
     // ---- whole-program checks ----
 
     fn terminates(&self, steps: &[TStep], visiting: &mut Vec<u32>) -> bool {
-        steps.iter().any(|step| self.step_terminates(step, visiting))
+        steps
+            .iter()
+            .any(|step| self.step_terminates(step, visiting))
     }
 
     fn step_terminates(&self, step: &TStep, visiting: &mut Vec<u32>) -> bool {
         match &step.kind {
             TStepKind::Allow { .. } => true,
-            TStepKind::Deny { when, .. } => when.as_ref().is_none_or(|w| matches!(w.as_const(), Some(ConstValue::Bool(true)))),
+            TStepKind::Deny { when, .. } => when
+                .as_ref()
+                .is_none_or(|w| matches!(w.as_const(), Some(ConstValue::Bool(true)))),
             TStepKind::If { arms, otherwise } => {
-                otherwise.as_ref().is_some_and(|o| self.terminates(o, visiting))
+                otherwise
+                    .as_ref()
+                    .is_some_and(|o| self.terminates(o, visiting))
                     && arms.iter().all(|(_, body)| self.terminates(body, visiting))
             }
             TStepKind::Run { flow } => {
@@ -1460,9 +2017,12 @@ impl<'s, 'a> Checker<'s, 'a> {
             StepKind::Allow { .. } => true,
             StepKind::Deny { when, .. } => when.is_none(),
             StepKind::If { arms, otherwise } => {
-                otherwise.as_ref().is_some_and(|o| self.ast_terminates(o)) && arms.iter().all(|(_, b)| self.ast_terminates(b))
+                otherwise.as_ref().is_some_and(|o| self.ast_terminates(o))
+                    && arms.iter().all(|(_, b)| self.ast_terminates(b))
             }
-            StepKind::Match { arms, .. } => !arms.is_empty() && arms.iter().all(|arm| self.ast_terminates(&arm.body)),
+            StepKind::Match { arms, .. } => {
+                !arms.is_empty() && arms.iter().all(|arm| self.ast_terminates(&arm.body))
+            }
             _ => false,
         })
     }
@@ -1499,7 +2059,14 @@ impl<'s, 'a> Checker<'s, 'a> {
         let mut reported = HashSet::new();
         for start in 0..edges.len() {
             let mut path: Vec<u32> = Vec::new();
-            self.visit(start as u32, &edges, &mut state, &mut path, &mut reported, checked);
+            self.visit(
+                start as u32,
+                &edges,
+                &mut state,
+                &mut path,
+                &mut reported,
+                checked,
+            );
         }
     }
 
@@ -1526,11 +2093,16 @@ impl<'s, 'a> Checker<'s, 'a> {
                     key.sort_unstable();
                     if reported.insert(key) {
                         cycle.push(target);
-                        let names: Vec<&str> = cycle.iter().map(|&i| checked.flows[i as usize].name.as_str()).collect();
+                        let names: Vec<&str> = cycle
+                            .iter()
+                            .map(|&i| checked.flows[i as usize].name.as_str())
+                            .collect();
                         self.error(
                             Diagnostic::error(format!("`run` cycle: {}", names.join(" → ")), span)
                                 .with_label("this `run` closes the cycle")
-                                .with_help("flows cannot run themselves, directly or through other flows"),
+                                .with_help(
+                                    "flows cannot run themselves, directly or through other flows",
+                                ),
                         );
                     }
                 }
@@ -1545,7 +2117,9 @@ impl<'s, 'a> Checker<'s, 'a> {
     fn routes(&mut self, checked: &Checked) {
         let mut seen: Vec<(usize, &str)> = Vec::new();
         for (index, flow) in checked.flows.iter().enumerate() {
-            let Some(event) = flow.event.as_deref() else { continue };
+            let Some(event) = flow.event.as_deref() else {
+                continue;
+            };
             for &(other_index, other_event) in &seen {
                 if other_event != event {
                     continue;
@@ -1563,12 +2137,27 @@ impl<'s, 'a> Checker<'s, 'a> {
                 if shared.is_empty() {
                     continue;
                 }
-                let event_span = self.scope.flows[index].event.as_ref().map(|e| e.span).unwrap_or(flow.span);
-                let other_span = self.scope.flows[other_index].event.as_ref().map(|e| e.span).unwrap_or(other.span);
-                let who = if shared == ["any"] { "the same principals".to_string() } else { format!("`{}`", shared.join("`, `")) };
+                let event_span = self.scope.flows[index]
+                    .event
+                    .as_ref()
+                    .map(|e| e.span)
+                    .unwrap_or(flow.span);
+                let other_span = self.scope.flows[other_index]
+                    .event
+                    .as_ref()
+                    .map(|e| e.span)
+                    .unwrap_or(other.span);
+                let who = if shared == ["any"] {
+                    "the same principals".to_string()
+                } else {
+                    format!("`{}`", shared.join("`, `"))
+                };
                 self.error(
                     Diagnostic::error(
-                        format!("flows `{}` and `{}` both handle event `{event}` for {who}", other.name, flow.name),
+                        format!(
+                            "flows `{}` and `{}` both handle event `{event}` for {who}",
+                            other.name, flow.name
+                        ),
                         event_span,
                     )
                     .with_label("second route")
@@ -1585,9 +2174,14 @@ impl<'s, 'a> Checker<'s, 'a> {
         self.block_warnings(&flow.body);
         if !self.terminates(&flow.body, &mut Vec::new()) {
             self.diagnostics.push(
-                Diagnostic::warning(format!("flow `{}` can end without a decision", flow.name), flow.span)
-                    .with_label("some path reaches the end of this flow")
-                    .with_help("such a path denies with reason \"no decision\"; end it with `allow` or `deny`"),
+                Diagnostic::warning(
+                    format!("flow `{}` can end without a decision", flow.name),
+                    flow.span,
+                )
+                .with_label("some path reaches the end of this flow")
+                .with_help(
+                    "such a path denies with reason \"no decision\"; end it with `allow` or `deny`",
+                ),
             );
         }
     }
@@ -1625,7 +2219,8 @@ impl<'s, 'a> Checker<'s, 'a> {
         for (guard, _) in arms {
             if let Some(ConstValue::Bool(false)) = guard.as_const() {
                 self.diagnostics.push(
-                    Diagnostic::warning("this arm can never be selected", guard.span).with_label("the condition is always false"),
+                    Diagnostic::warning("this arm can never be selected", guard.span)
+                        .with_label("the condition is always false"),
                 );
                 continue;
             }
@@ -1653,7 +2248,11 @@ impl<'s, 'a> Checker<'s, 'a> {
                 parts
             }
             TKind::Const(ConstValue::Bool(true)) => Vec::new(),
-            _ => vec![self.text(guard.span).trim_start_matches('(').trim_end_matches(')').to_string()],
+            _ => vec![self
+                .text(guard.span)
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .to_string()],
         }
     }
 
@@ -1661,16 +2260,22 @@ impl<'s, 'a> Checker<'s, 'a> {
         for (index, decl) in self.scope.consts.iter().enumerate() {
             if decl.name.span.file == FileId(0) && !self.used_consts.contains(&(index as u32)) {
                 self.diagnostics.push(
-                    Diagnostic::warning(format!("constant `{}` is never used", decl.name.name), decl.name.span)
-                        .with_help("remove it, or use it in a flow"),
+                    Diagnostic::warning(
+                        format!("constant `{}` is never used", decl.name.name),
+                        decl.name.span,
+                    )
+                    .with_help("remove it, or use it in a flow"),
                 );
             }
         }
         for (index, decl) in self.scope.switches.iter().enumerate() {
             if decl.name.span.file == FileId(0) && !self.used_switches.contains(&(index as u32)) {
                 self.diagnostics.push(
-                    Diagnostic::warning(format!("switch `{}` is never used", decl.name.name), decl.name.span)
-                        .with_help("a switch no flow reads has no effect; remove it or use it"),
+                    Diagnostic::warning(
+                        format!("switch `{}` is never used", decl.name.name),
+                        decl.name.span,
+                    )
+                    .with_help("a switch no flow reads has no effect; remove it or use it"),
                 );
             }
         }
@@ -1691,9 +2296,16 @@ impl<'s, 'a> Checker<'s, 'a> {
                 S::Principal { kind, record } => match self.scope.kind_index.get(&kind.name) {
                     Some(&index) => {
                         let fields = self.scope.kinds[index as usize].fields.clone();
-                        self.constant_record(record, &fields, &format!("principal `{}`", kind.name));
+                        self.constant_record(
+                            record,
+                            &fields,
+                            &format!("principal `{}`", kind.name),
+                        );
                     }
-                    None => self.error(Diagnostic::error(format!("unknown principal kind `{}`", kind.name), kind.span)),
+                    None => self.error(Diagnostic::error(
+                        format!("unknown principal kind `{}`", kind.name),
+                        kind.span,
+                    )),
                 },
                 S::Context(record) => {
                     let fields = self.scope.context.clone();
@@ -1730,10 +2342,17 @@ impl<'s, 'a> Checker<'s, 'a> {
                         match self.scope.switch_index.get(&key.name) {
                             Some(&index) => {
                                 self.used_switches.insert(index);
-                                let ty = resolve_type(&self.scope.switches[index as usize].ty, self.scope, &mut Vec::new());
+                                let ty = resolve_type(
+                                    &self.scope.switches[index as usize].ty,
+                                    self.scope,
+                                    &mut Vec::new(),
+                                );
                                 self.typed(value, &ty, &Env::Constant);
                             }
-                            None => self.error(Diagnostic::error(format!("unknown switch `{}`", key.name), key.span)),
+                            None => self.error(Diagnostic::error(
+                                format!("unknown switch `{}`", key.name),
+                                key.span,
+                            )),
                         }
                     }
                 }
@@ -1744,10 +2363,15 @@ impl<'s, 'a> Checker<'s, 'a> {
                     if let Some(detail) = detail {
                         if !matches!(detail.kind, ExprKind::Str(_)) {
                             // Options are factors, awaiting lists are roles: both are names.
-                            let ExprKind::Set(elements) = &detail.kind else { continue };
+                            let ExprKind::Set(elements) = &detail.kind else {
+                                continue;
+                            };
                             for element in elements {
                                 if !matches!(element.kind, ExprKind::Name(_)) {
-                                    self.error(Diagnostic::error("expected a factor or role name", element.span));
+                                    self.error(Diagnostic::error(
+                                        "expected a factor or role name",
+                                        element.span,
+                                    ));
                                 }
                             }
                         }
@@ -1768,14 +2392,22 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn constant_record(&mut self, record: &ast::Record, fields: &[crate::resolve::FieldSymbol], owner: &str) {
+    fn constant_record(
+        &mut self,
+        record: &ast::Record,
+        fields: &[crate::resolve::FieldSymbol],
+        owner: &str,
+    ) {
         for (key, value) in &record.entries {
             match fields.iter().find(|f| f.name == key.name) {
                 Some(field) => {
                     let ty = field.ty.clone();
                     let typed = self.typed(value, &ty, &Env::Constant);
                     if !typed.ty.is_error() && typed.as_const().is_none() {
-                        self.error(Diagnostic::error("test values must be constants", typed.span));
+                        self.error(Diagnostic::error(
+                            "test values must be constants",
+                            typed.span,
+                        ));
                     }
                 }
                 None => {
@@ -1790,8 +2422,11 @@ impl<'s, 'a> Checker<'s, 'a> {
         match checked.flows.iter().position(|f| f.name == name.name) {
             Some(index) => Some(index as u32),
             None => {
-                let mut diagnostic = Diagnostic::error(format!("unknown flow `{}`", name.name), name.span);
-                if let Some(close) = did_you_mean(&name.name, checked.flows.iter().map(|f| f.name.as_str())) {
+                let mut diagnostic =
+                    Diagnostic::error(format!("unknown flow `{}`", name.name), name.span);
+                if let Some(close) =
+                    did_you_mean(&name.name, checked.flows.iter().map(|f| f.name.as_str()))
+                {
                     diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                 }
                 self.error(diagnostic);
@@ -1800,10 +2435,17 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn invariant(&mut self, decl: &ast::InvariantDecl, checked: &Checked) -> Option<CheckedInvariant> {
+    fn invariant(
+        &mut self,
+        decl: &ast::InvariantDecl,
+        checked: &Checked,
+    ) -> Option<CheckedInvariant> {
         let flow = self.flow_ref(&decl.flow, checked)?;
         let target = &checked.flows[flow as usize];
-        let env = Env::Flow { kinds: target.kinds.clone(), any: target.any_kind };
+        let env = Env::Flow {
+            kinds: target.kinds.clone(),
+            any: target.any_kind,
+        };
         let when = decl.when.as_ref().map(|w| self.condition(w, &env));
         let implies = self.condition(&decl.implies, &env);
         Some(CheckedInvariant {
@@ -1829,9 +2471,19 @@ fn assurance_level_name(name: &str) -> Option<u8> {
 fn children(expr: &TExpr) -> Vec<&TExpr> {
     match &expr.kind {
         TKind::Const(_) | TKind::Input(_) | TKind::Error => Vec::new(),
-        TKind::Not(a) | TKind::Neg(a) | TKind::IsEmpty(a) | TKind::Len(a) | TKind::Hour(a) | TKind::Weekday(a) => vec![a],
+        TKind::Not(a)
+        | TKind::Neg(a)
+        | TKind::IsEmpty(a)
+        | TKind::Len(a)
+        | TKind::Hour(a)
+        | TKind::Weekday(a) => vec![a],
         TKind::IsNone { operand, .. } => vec![operand],
-        TKind::And(a, b) | TKind::Or(a, b) | TKind::Compare(_, a, b) | TKind::Coalesce(a, b) | TKind::Add(a, b) | TKind::Sub(a, b) => {
+        TKind::And(a, b)
+        | TKind::Or(a, b)
+        | TKind::Compare(_, a, b)
+        | TKind::Coalesce(a, b)
+        | TKind::Add(a, b)
+        | TKind::Sub(a, b) => {
             vec![a, b]
         }
         TKind::Member { element, container } => vec![element, container],
@@ -1891,26 +2543,44 @@ pub fn evaluate_const(expr: &TExpr) -> Option<Result<ConstValue, String>> {
         },
         TKind::Add(a, b) | TKind::Sub(a, b) => {
             let add = matches!(expr.kind, TKind::Add(..));
-            let combine = |x: i64, y: i64| if add { x.checked_add(y) } else { x.checked_sub(y) };
+            let combine = |x: i64, y: i64| {
+                if add {
+                    x.checked_add(y)
+                } else {
+                    x.checked_sub(y)
+                }
+            };
             match (value(a)?, value(b)?) {
                 (V::Int(x), V::Int(y)) => combine(x, y).map(V::Int).map_or_else(overflow, Ok),
-                (V::Duration(x), V::Duration(y)) => combine(x, y).map(V::Duration).map_or_else(overflow, Ok),
-                (V::Time(x), V::Duration(y)) => combine(x, y).map(V::Time).map_or_else(overflow, Ok),
-                (V::Time(x), V::Time(y)) => x.checked_sub(y).map(V::Duration).map_or_else(overflow, Ok),
+                (V::Duration(x), V::Duration(y)) => {
+                    combine(x, y).map(V::Duration).map_or_else(overflow, Ok)
+                }
+                (V::Time(x), V::Duration(y)) => {
+                    combine(x, y).map(V::Time).map_or_else(overflow, Ok)
+                }
+                (V::Time(x), V::Time(y)) => {
+                    x.checked_sub(y).map(V::Duration).map_or_else(overflow, Ok)
+                }
                 _ => return None,
             }
         }
         TKind::Member { element, container } => {
             let element = value(element)?;
             match value(container)? {
-                V::Set(elements) => Ok(V::Bool(elements.iter().any(|e| match (e, &element) {
-                    (V::Cidr { network, prefix }, V::Ip(ip)) => {
-                        authflow_runtime::value::Cidr { network: *network, prefix: *prefix }.contains(*ip)
+                V::Set(elements) => Ok(V::Bool(elements.iter().any(|e| {
+                    match (e, &element) {
+                        (V::Cidr { network, prefix }, V::Ip(ip)) => authflow_runtime::value::Cidr {
+                            network: *network,
+                            prefix: *prefix,
+                        }
+                        .contains(*ip),
+                        (e, element) => e == element,
                     }
-                    (e, element) => e == element,
                 }))),
                 V::Cidr { network, prefix } => match element {
-                    V::Ip(ip) => Ok(V::Bool(authflow_runtime::value::Cidr { network, prefix }.contains(ip))),
+                    V::Ip(ip) => Ok(V::Bool(
+                        authflow_runtime::value::Cidr { network, prefix }.contains(ip),
+                    )),
                     _ => return None,
                 },
                 _ => return None,

@@ -45,7 +45,14 @@ impl Diagnostic {
     }
 
     fn new(severity: Severity, message: String, span: Span) -> Diagnostic {
-        Diagnostic { severity, message, span, label: String::new(), secondary: Vec::new(), help: None }
+        Diagnostic {
+            severity,
+            message,
+            span,
+            label: String::new(),
+            secondary: Vec::new(),
+            help: None,
+        }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -54,7 +61,10 @@ impl Diagnostic {
     }
 
     pub fn with_secondary(mut self, span: Span, message: impl Into<String>) -> Diagnostic {
-        self.secondary.push(Label { span, message: message.into() });
+        self.secondary.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -70,7 +80,10 @@ impl Diagnostic {
 
 /// Returns the candidate closest to `name` by edit distance, if one is close
 /// enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()

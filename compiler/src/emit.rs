@@ -68,24 +68,89 @@ fn registers_of(instr: &Instr) -> (Option<u32>, Vec<u32>) {
 
 fn rename(instr: &Instr, map: &dyn Fn(u32) -> u32) -> Instr {
     match *instr {
-        Instr::Load { dst, slot } => Instr::Load { dst: map(dst), slot },
-        Instr::Const { dst, value } => Instr::Const { dst: map(dst), value },
-        Instr::Store { slot, src } => Instr::Store { slot, src: map(src) },
-        Instr::And { dst, a, b } => Instr::And { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Or { dst, a, b } => Instr::Or { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Xor { dst, a, b } => Instr::Xor { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Shr { dst, a, b } => Instr::Shr { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Eq { dst, a, b } => Instr::Eq { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Lt { dst, a, b } => Instr::Lt { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Le { dst, a, b } => Instr::Le { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Add { dst, a, b } => Instr::Add { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Sub { dst, a, b } => Instr::Sub { dst: map(dst), a: map(a), b: map(b) },
-        Instr::Select { dst, cond, a, b } => Instr::Select { dst: map(dst), cond: map(cond), a: map(a), b: map(b) },
-        Instr::Nonzero { dst, a } => Instr::Nonzero { dst: map(dst), a: map(a) },
-        Instr::Mask { dst, a } => Instr::Mask { dst: map(dst), a: map(a) },
-        Instr::Popcount { dst, a } => Instr::Popcount { dst: map(dst), a: map(a) },
-        Instr::Hour { dst, a } => Instr::Hour { dst: map(dst), a: map(a) },
-        Instr::Weekday { dst, a } => Instr::Weekday { dst: map(dst), a: map(a) },
+        Instr::Load { dst, slot } => Instr::Load {
+            dst: map(dst),
+            slot,
+        },
+        Instr::Const { dst, value } => Instr::Const {
+            dst: map(dst),
+            value,
+        },
+        Instr::Store { slot, src } => Instr::Store {
+            slot,
+            src: map(src),
+        },
+        Instr::And { dst, a, b } => Instr::And {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Or { dst, a, b } => Instr::Or {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Xor { dst, a, b } => Instr::Xor {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Shr { dst, a, b } => Instr::Shr {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Eq { dst, a, b } => Instr::Eq {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Lt { dst, a, b } => Instr::Lt {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Le { dst, a, b } => Instr::Le {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Add { dst, a, b } => Instr::Add {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Sub { dst, a, b } => Instr::Sub {
+            dst: map(dst),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Select { dst, cond, a, b } => Instr::Select {
+            dst: map(dst),
+            cond: map(cond),
+            a: map(a),
+            b: map(b),
+        },
+        Instr::Nonzero { dst, a } => Instr::Nonzero {
+            dst: map(dst),
+            a: map(a),
+        },
+        Instr::Mask { dst, a } => Instr::Mask {
+            dst: map(dst),
+            a: map(a),
+        },
+        Instr::Popcount { dst, a } => Instr::Popcount {
+            dst: map(dst),
+            a: map(a),
+        },
+        Instr::Hour { dst, a } => Instr::Hour {
+            dst: map(dst),
+            a: map(a),
+        },
+        Instr::Weekday { dst, a } => Instr::Weekday {
+            dst: map(dst),
+            a: map(a),
+        },
     }
 }
 
@@ -155,7 +220,11 @@ fn release(physical: u32, free: &mut Vec<u32>, is_free: &mut [bool]) {
 pub fn render_ir(flows: &[FlowIr]) -> String {
     let mut text = String::new();
     for ir in flows {
-        let _ = writeln!(text, "flow {} ({} virtual registers, {} outcome words)", ir.flow.name, ir.flow.registers, ir.flow.outcome_words);
+        let _ = writeln!(
+            text,
+            "flow {} ({} virtual registers, {} outcome words)",
+            ir.flow.name, ir.flow.registers, ir.flow.outcome_words
+        );
         let mut comments = ir.comments.iter().peekable();
         for (index, instr) in ir.flow.code.iter().enumerate() {
             while let Some((_, comment)) = comments.next_if(|(at, _)| *at == index) {
@@ -175,7 +244,12 @@ fn render_instr(instr: &Instr) -> String {
         Instr::Load { dst, slot } => format!("v{dst} = load record[{slot}]"),
         Instr::Const { dst, value } => format!("v{dst} = const {}", value as i64),
         Instr::Store { slot, src } => format!("outcome[{slot}] = v{src}"),
-        _ => format!("v{} = {} {}", dst.unwrap_or(0), instr.opcode(), operands.join(", ")),
+        _ => format!(
+            "v{} = {} {}",
+            dst.unwrap_or(0),
+            instr.opcode(),
+            operands.join(", ")
+        ),
     }
 }
 

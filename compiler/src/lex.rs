@@ -248,7 +248,10 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
                 Ok((value, consumed)) => {
                     lexer.bump(consumed);
                     let span = Span::new(file, range.start, range.end + consumed);
-                    tokens.push(Token { tok: Tok::Str(value), span });
+                    tokens.push(Token {
+                        tok: Tok::Str(value),
+                        span,
+                    });
                     continue;
                 }
                 Err(StringError::Unterminated(consumed)) => {
@@ -260,16 +263,26 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
                     );
                     // The rest of the line stands in for the string, so parsing goes on.
                     let value = source[range.end..range.end + consumed].to_string();
-                    tokens.push(Token { tok: Tok::Str(value), span: Span::new(file, range.start, range.end + consumed) });
+                    tokens.push(Token {
+                        tok: Tok::Str(value),
+                        span: Span::new(file, range.start, range.end + consumed),
+                    });
                     continue;
                 }
-                Err(StringError::Escape { offset, length, consumed }) => {
+                Err(StringError::Escape {
+                    offset,
+                    length,
+                    consumed,
+                }) => {
                     lexer.bump(consumed);
                     let at = range.end + offset;
                     let escape = &source[at..at + length];
                     diagnostics.push(
-                        Diagnostic::error(format!("invalid escape `{escape}` in string"), Span::new(file, at, at + length))
-                            .with_help("the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\u{HEX}`"),
+                        Diagnostic::error(
+                            format!("invalid escape `{escape}` in string"),
+                            Span::new(file, at, at + length),
+                        )
+                        .with_help("the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\u{HEX}`"),
                     );
                     continue;
                 }
@@ -291,10 +304,9 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
             Ok(Raw::NumberWithSuffix) => match lex_duration(text) {
                 Ok(micros) => Tok::Duration(micros),
                 Err(message) => {
-                    diagnostics.push(
-                        Diagnostic::error(message, span)
-                            .with_help("write a duration as a whole number and a unit: `30s`, `15m`, `8h`, `7d`"),
-                    );
+                    diagnostics.push(Diagnostic::error(message, span).with_help(
+                        "write a duration as a whole number and a unit: `30s`, `15m`, `8h`, `7d`",
+                    ));
                     Tok::Duration(0)
                 }
             },
@@ -321,12 +333,19 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
         tokens.push(Token { tok, span });
     }
     let end = source.len();
-    tokens.push(Token { tok: Tok::Eof, span: Span::new(file, end, end) });
+    tokens.push(Token {
+        tok: Tok::Eof,
+        span: Span::new(file, end, end),
+    });
     tokens
 }
 
 fn invalid_character(span: Span, text: &str) -> Diagnostic {
-    let shown = text.chars().next().map(|c| c.escape_debug().to_string()).unwrap_or_default();
+    let shown = text
+        .chars()
+        .next()
+        .map(|c| c.escape_debug().to_string())
+        .unwrap_or_default();
     Diagnostic::error(format!("invalid character `{shown}`"), span)
         .with_label("not part of any token")
 }
@@ -334,7 +353,8 @@ fn invalid_character(span: Span, text: &str) -> Diagnostic {
 fn lex_duration(text: &str) -> Result<i64, String> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, suffix) = text.split_at(digits);
-    let unit = duration_unit(suffix).ok_or_else(|| format!("invalid duration unit `{suffix}` in `{text}`"))?;
+    let unit = duration_unit(suffix)
+        .ok_or_else(|| format!("invalid duration unit `{suffix}` in `{text}`"))?;
     number
         .parse::<i64>()
         .ok()
@@ -345,7 +365,11 @@ fn lex_duration(text: &str) -> Result<i64, String> {
 enum StringError {
     /// The string has no closing quote on its line; the payload is the byte count to skip.
     Unterminated(usize),
-    Escape { offset: usize, length: usize, consumed: usize },
+    Escape {
+        offset: usize,
+        length: usize,
+        consumed: usize,
+    },
 }
 
 /// Decodes a string body that starts right after the opening quote. Returns
@@ -359,13 +383,19 @@ fn lex_string(rest: &str) -> Result<(String, usize), StringError> {
             '"' => {
                 let consumed = at + 1;
                 return match bad_escape {
-                    Some((offset, length)) => Err(StringError::Escape { offset, length, consumed }),
+                    Some((offset, length)) => Err(StringError::Escape {
+                        offset,
+                        length,
+                        consumed,
+                    }),
                     None => Ok((value, consumed)),
                 };
             }
             '\n' => return Err(StringError::Unterminated(at)),
             '\\' => {
-                let Some(&(_, escaped)) = chars.peek() else { break };
+                let Some(&(_, escaped)) = chars.peek() else {
+                    break;
+                };
                 chars.next();
                 let decoded = match escaped {
                     '"' => Some('"'),
@@ -465,7 +495,14 @@ mod tests {
     fn comments_are_skipped() {
         let (tokens, diagnostics) = kinds("allow // x\n /* y \n z */ deny");
         assert!(diagnostics.is_empty());
-        assert_eq!(tokens, vec![Tok::Keyword(Keyword::Allow), Tok::Keyword(Keyword::Deny), Tok::Eof]);
+        assert_eq!(
+            tokens,
+            vec![
+                Tok::Keyword(Keyword::Allow),
+                Tok::Keyword(Keyword::Deny),
+                Tok::Eof
+            ]
+        );
     }
 
     #[test]

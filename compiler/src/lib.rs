@@ -7,15 +7,15 @@
 
 pub mod ast;
 pub mod check;
-pub mod resolve;
-pub mod types;
 pub mod diagnostic;
 pub mod emit;
 pub mod lex;
 pub mod lower;
 pub mod parse;
+pub mod resolve;
 pub mod span;
 pub mod stdlib;
+pub mod types;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use span::{FileId, Span};
@@ -55,7 +55,9 @@ pub struct NoImports;
 
 impl Loader for NoImports {
     fn load(&mut self, _importer: &str, path: &str) -> Result<Loaded, String> {
-        Err(format!("cannot import `{path}`: this compilation has no file access"))
+        Err(format!(
+            "cannot import `{path}`: this compilation has no file access"
+        ))
     }
 }
 
@@ -94,7 +96,11 @@ pub fn check_source(name: &str, text: &str, loader: &mut dyn Loader) -> Compilat
     }
     let file_refs: Vec<&ast::File> = files.iter().collect();
     let scope = resolve::resolve(&file_refs, &mut compilation.diagnostics);
-    let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+    let texts: Vec<&str> = compilation
+        .sources
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     let mut diagnostics = Vec::new();
     let checked = check::check(&scope, &texts, &mut diagnostics);
     compilation.diagnostics.extend(diagnostics);
@@ -109,7 +115,11 @@ pub fn check_source(name: &str, text: &str, loader: &mut dyn Loader) -> Compilat
 pub fn compile(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
     let mut compilation = check_source(name, text, loader);
     if let Some(checked) = &compilation.checked {
-        let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+        let texts: Vec<&str> = compilation
+            .sources
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
         let (program, flows) = lower::lower(checked, &texts);
         compilation.program = Some(emit::emit(program, flows));
     }
@@ -120,17 +130,29 @@ pub fn compile(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
 /// allocation, one instruction per line with each step's source as a comment.
 pub fn render_ir(compilation: &Compilation) -> Option<String> {
     let checked = compilation.checked.as_ref()?;
-    let texts: Vec<&str> = compilation.sources.iter().map(|s| s.text.as_str()).collect();
+    let texts: Vec<&str> = compilation
+        .sources
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     let (_, flows) = lower::lower(checked, &texts);
     Some(emit::render_ir(&flows))
 }
 
 /// Parses the root file and, breadth first, every file it imports. Each
 /// file is loaded once, so import cycles are harmless.
-fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut Compilation) -> Vec<ast::File> {
+fn load_all(
+    name: &str,
+    text: &str,
+    loader: &mut dyn Loader,
+    compilation: &mut Compilation,
+) -> Vec<ast::File> {
     let mut files = Vec::new();
     let mut keys = vec![loader.root_key(name)];
-    compilation.sources.push(SourceFile { name: name.to_string(), text: text.to_string() });
+    compilation.sources.push(SourceFile {
+        name: name.to_string(),
+        text: text.to_string(),
+    });
     let mut next = 0;
     while next < compilation.sources.len() {
         let file_id = FileId(next as u32);
@@ -139,21 +161,36 @@ fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut C
         let tokens = lex::lex(file_id, &source, &mut compilation.diagnostics);
         let file = parse::parse(&tokens, &mut compilation.diagnostics);
         for item in &file.items {
-            let ast::Item::Import(import) = item else { continue };
+            let ast::Item::Import(import) = item else {
+                continue;
+            };
             let loaded = match &import.target {
                 ast::ImportTarget::Std(module) => match stdlib::module(&module.name) {
                     Some(text) => {
                         let name = format!("std/{}.flow", module.name);
-                        Ok(Loaded { key: name.clone(), name, text: text.to_string() })
+                        Ok(Loaded {
+                            key: name.clone(),
+                            name,
+                            text: text.to_string(),
+                        })
                     }
                     None => {
                         let names = stdlib::MODULES.iter().map(|(name, _)| *name);
-                        let mut diagnostic = Diagnostic::error(format!("unknown standard library module `std.{}`", module.name), module.span);
+                        let mut diagnostic = Diagnostic::error(
+                            format!("unknown standard library module `std.{}`", module.name),
+                            module.span,
+                        );
                         diagnostic = match diagnostic::did_you_mean(&module.name, names) {
-                            Some(close) => diagnostic.with_help(format!("did you mean `std.{close}`?")),
+                            Some(close) => {
+                                diagnostic.with_help(format!("did you mean `std.{close}`?"))
+                            }
                             None => diagnostic.with_help(format!(
                                 "the modules are: {}",
-                                stdlib::MODULES.iter().map(|(n, _)| format!("std.{n}")).collect::<Vec<_>>().join(", ")
+                                stdlib::MODULES
+                                    .iter()
+                                    .map(|(n, _)| format!("std.{n}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )),
                         };
                         compilation.diagnostics.push(diagnostic);
@@ -166,10 +203,15 @@ fn load_all(name: &str, text: &str, loader: &mut dyn Loader, compilation: &mut C
                 Ok(loaded) => {
                     if !keys.contains(&loaded.key) {
                         keys.push(loaded.key);
-                        compilation.sources.push(SourceFile { name: loaded.name, text: loaded.text });
+                        compilation.sources.push(SourceFile {
+                            name: loaded.name,
+                            text: loaded.text,
+                        });
                     }
                 }
-                Err(message) => compilation.diagnostics.push(Diagnostic::error(message, import.span).with_label("imported here")),
+                Err(message) => compilation
+                    .diagnostics
+                    .push(Diagnostic::error(message, import.span).with_label("imported here")),
             }
         }
         files.push(file);

@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use authflow_runtime::factor::{self, Factor};
 use authflow_runtime::program::{
-    out, slot, Attribute, Decision, Emit, EnumType, Flow, Instr, Kind, Layout, Output, PolicyName, Program, Schema,
-    Site, Switch, TraceStep, ValueType, FORMAT, FORMAT_VERSION,
+    out, slot, Attribute, Decision, Emit, EnumType, Flow, Instr, Kind, Layout, Output, PolicyName,
+    Program, Schema, Site, Switch, TraceStep, ValueType, FORMAT, FORMAT_VERSION,
 };
 
 use crate::check::{Checked, Compare, Input, Requirement, SetTest, TExpr, TKind, TStep, TStepKind};
@@ -33,7 +33,9 @@ pub struct FlowIr {
 /// for step descriptions in traces.
 pub fn lower(checked: &Checked, sources: &[&str]) -> (Program, Vec<FlowIr>) {
     let mut lowering = Lowering::new(checked, sources);
-    let flows: Vec<FlowIr> = (0..checked.flows.len()).map(|index| lowering.flow(index)).collect();
+    let flows: Vec<FlowIr> = (0..checked.flows.len())
+        .map(|index| lowering.flow(index))
+        .collect();
     let program = lowering.program;
     (program, flows)
 }
@@ -78,11 +80,18 @@ impl<'a> Lowering<'a> {
         }
         let strings: Vec<String> = strings.into_iter().collect();
         let roles: Vec<String> = roles.into_iter().collect();
-        let string_ids = strings.iter().enumerate().map(|(i, s)| (s.clone(), i as u64)).collect();
+        let string_ids = strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u64))
+            .collect();
 
         // Scalar string values (the principal id first) each get a dynamic
         // id, so string sets need one bit per pool string and per slot.
-        let is_string = |ty: &Type| matches!(ty, Type::String) || matches!(ty, Type::Optional(inner) if **inner == Type::String);
+        let is_string = |ty: &Type| {
+            matches!(ty, Type::String)
+                || matches!(ty, Type::Optional(inner) if **inner == Type::String)
+        };
         let mut principal_keys: Vec<(String, ValueType)> = Vec::new();
         for kind in &checked.kinds {
             for (name, ty) in &kind.attributes {
@@ -93,10 +102,19 @@ impl<'a> Lowering<'a> {
             }
         }
         let string_slot_count = 1
-            + principal_keys.iter().filter(|(_, ty)| is_string_type(ty)).count()
-            + checked.context.iter().filter(|(_, ty)| is_string(ty)).count()
+            + principal_keys
+                .iter()
+                .filter(|(_, ty)| is_string_type(ty))
+                .count()
+            + checked
+                .context
+                .iter()
+                .filter(|(_, ty)| is_string(ty))
+                .count()
             + checked.switches.iter().filter(|s| is_string(&s.ty)).count();
-        let string_set_words = ((strings.len() + string_slot_count) as u32).div_ceil(64).max(1);
+        let string_set_words = ((strings.len() + string_slot_count) as u32)
+            .div_ceil(64)
+            .max(1);
 
         let mut next = slot::ROLES + slot::WORDS_PER_ROLE * roles.len() as u32;
         let mut string_slots = vec![slot::PRINCIPAL_ID];
@@ -104,7 +122,11 @@ impl<'a> Lowering<'a> {
             let at = next;
             if is_string_type(ty) {
                 // An optional string's id follows its presence word.
-                string_slots.push(if matches!(ty, ValueType::Optional(_)) { at + 1 } else { at });
+                string_slots.push(if matches!(ty, ValueType::Optional(_)) {
+                    at + 1
+                } else {
+                    at
+                });
             }
             next += ty.words(string_set_words);
             at
@@ -120,14 +142,23 @@ impl<'a> Lowering<'a> {
             let ty = value_type(ty);
             let at = allocate(&ty, &mut string_slots);
             context_slots.insert(name.clone(), at);
-            context.push(Attribute { name: name.clone(), ty, slot: at });
+            context.push(Attribute {
+                name: name.clone(),
+                ty,
+                slot: at,
+            });
         }
         let enum_variants = checked.enum_variants();
         let mut switches = Vec::new();
         for switch in &checked.switches {
             let ty = value_type(&switch.ty);
             let at = allocate(&ty, &mut string_slots);
-            switches.push(Switch { name: switch.name.clone(), ty, slot: at, default: switch.default.to_json(&enum_variants) });
+            switches.push(Switch {
+                name: switch.name.clone(),
+                ty,
+                slot: at,
+                default: switch.default.to_json(&enum_variants),
+            });
         }
         let kinds = checked
             .kinds
@@ -141,13 +172,24 @@ impl<'a> Lowering<'a> {
                     .map(|(name, ty)| {
                         let ty = value_type(ty);
                         let at = principal_slots[&(name.clone(), ty.clone())];
-                        Attribute { name: name.clone(), ty, slot: at }
+                        Attribute {
+                            name: name.clone(),
+                            ty,
+                            slot: at,
+                        }
                     })
                     .collect(),
             })
             .collect();
         let schema = Schema {
-            enums: checked.enums.iter().map(|(name, variants)| EnumType { name: name.clone(), variants: variants.clone() }).collect(),
+            enums: checked
+                .enums
+                .iter()
+                .map(|(name, variants)| EnumType {
+                    name: name.clone(),
+                    variants: variants.clone(),
+                })
+                .collect(),
             kinds,
             context,
             switches,
@@ -155,18 +197,37 @@ impl<'a> Lowering<'a> {
         let program = Program {
             format: FORMAT.to_string(),
             version: FORMAT_VERSION,
-            policy: checked.policy.as_ref().map(|(name, version)| PolicyName { name: name.clone(), version: version.clone() }),
+            policy: checked.policy.as_ref().map(|(name, version)| PolicyName {
+                name: name.clone(),
+                version: version.clone(),
+            }),
             schema,
             strings,
             roles,
-            layout: Layout { words: next, string_set_words, string_slots },
+            layout: Layout {
+                words: next,
+                string_set_words,
+                string_slots,
+            },
             flows: Vec::new(),
         };
         let line_starts = sources
             .iter()
-            .map(|text| std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+            .map(|text| {
+                std::iter::once(0)
+                    .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect()
+            })
             .collect();
-        Lowering { checked, sources, line_starts, program, string_ids, principal_slots, context_slots }
+        Lowering {
+            checked,
+            sources,
+            line_starts,
+            program,
+            string_ids,
+            principal_slots,
+            context_slots,
+        }
     }
 
     fn flow(&mut self, index: usize) -> FlowIr {
@@ -175,7 +236,15 @@ impl<'a> Lowering<'a> {
         let one = builder.constant(1);
         builder.lower_block(&flow.body, one);
         let undecided = builder.undecided;
-        builder.decide(undecided, Decision::Deny, Some("no decision".to_string()), Vec::new(), flow_line(self, flow.span), None, None);
+        builder.decide(
+            undecided,
+            Decision::Deny,
+            Some("no decision".to_string()),
+            Vec::new(),
+            flow_line(self, flow.span),
+            None,
+            None,
+        );
         builder.finish();
         let mut lowered = Flow {
             name: flow.name.clone(),
@@ -194,19 +263,35 @@ impl<'a> Lowering<'a> {
         if flow.any_kind {
             lowered.kinds = (0..self.checked.kinds.len() as u32).collect();
         }
-        FlowIr { flow: lowered, comments: builder.comments }
+        FlowIr {
+            flow: lowered,
+            comments: builder.comments,
+        }
     }
 
     fn line_of(&self, span: crate::span::Span) -> (u32, String) {
         let file = span.file.0 as usize;
         let text = self.sources.get(file).copied().unwrap_or("");
         let start = (span.start as usize).min(text.len());
-        let starts = self.line_starts.get(file).map(Vec::as_slice).unwrap_or(&[0]);
-        let index = starts.partition_point(|&line_start| line_start <= start).saturating_sub(1);
+        let starts = self
+            .line_starts
+            .get(file)
+            .map(Vec::as_slice)
+            .unwrap_or(&[0]);
+        let index = starts
+            .partition_point(|&line_start| line_start <= start)
+            .saturating_sub(1);
         let line = index as u32 + 1;
         let line_start = starts.get(index).copied().unwrap_or(0);
-        let line_end = text[start..].find('\n').map(|i| start + i).unwrap_or(text.len());
-        let mut shown = text[line_start..line_end].trim().trim_end_matches('{').trim().to_string();
+        let line_end = text[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(text.len());
+        let mut shown = text[line_start..line_end]
+            .trim()
+            .trim_end_matches('{')
+            .trim()
+            .to_string();
         if let Some(comment) = shown.find("//") {
             shown = shown[..comment].trim().to_string();
         }
@@ -219,7 +304,8 @@ fn flow_line(lowering: &Lowering<'_>, span: crate::span::Span) -> u32 {
 }
 
 fn is_string_type(ty: &ValueType) -> bool {
-    matches!(ty, ValueType::String) || matches!(ty, ValueType::Optional(inner) if **inner == ValueType::String)
+    matches!(ty, ValueType::String)
+        || matches!(ty, ValueType::Optional(inner) if **inner == ValueType::String)
 }
 
 fn collect_steps(steps: &[TStep], strings: &mut BTreeSet<String>, roles: &mut BTreeSet<String>) {
@@ -231,11 +317,17 @@ fn collect_steps(steps: &[TStep], strings: &mut BTreeSet<String>, roles: &mut BT
                 }
             }
             TStepKind::Deny { when, .. } => when.iter().for_each(|w| collect_expr(w, strings)),
-            TStepKind::Require { within, attempts, .. } => {
-                within.iter().chain(attempts.iter()).for_each(|e| collect_expr(e, strings))
-            }
+            TStepKind::Require {
+                within, attempts, ..
+            } => within
+                .iter()
+                .chain(attempts.iter())
+                .for_each(|e| collect_expr(e, strings)),
             TStepKind::Enroll { .. } | TStepKind::Run { .. } => {}
-            TStepKind::Approve { roles: listed, within } => {
+            TStepKind::Approve {
+                roles: listed,
+                within,
+            } => {
                 roles.extend(listed.iter().cloned());
                 within.iter().for_each(|w| collect_expr(w, strings));
             }
@@ -269,11 +361,19 @@ fn collect_expr(expr: &TExpr, strings: &mut BTreeSet<String>) {
     match &expr.kind {
         TKind::Const(value) => constant(value, strings),
         TKind::Input(_) | TKind::Error => {}
-        TKind::Not(a) | TKind::Neg(a) | TKind::IsEmpty(a) | TKind::Len(a) | TKind::Hour(a) | TKind::Weekday(a) => {
-            collect_expr(a, strings)
-        }
+        TKind::Not(a)
+        | TKind::Neg(a)
+        | TKind::IsEmpty(a)
+        | TKind::Len(a)
+        | TKind::Hour(a)
+        | TKind::Weekday(a) => collect_expr(a, strings),
         TKind::IsNone { operand, .. } => collect_expr(operand, strings),
-        TKind::And(a, b) | TKind::Or(a, b) | TKind::Compare(_, a, b) | TKind::Coalesce(a, b) | TKind::Add(a, b) | TKind::Sub(a, b) => {
+        TKind::And(a, b)
+        | TKind::Or(a, b)
+        | TKind::Compare(_, a, b)
+        | TKind::Coalesce(a, b)
+        | TKind::Add(a, b)
+        | TKind::Sub(a, b) => {
             collect_expr(a, strings);
             collect_expr(b, strings);
         }
@@ -387,7 +487,14 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     /// Folds a bitwise operation whose result the operands already fix.
-    fn fold_bitwise(&mut self, op: fn(u64, u64) -> u64, identity: u64, absorbing: Option<u64>, a: u32, b: u32) -> Option<u32> {
+    fn fold_bitwise(
+        &mut self,
+        op: fn(u64, u64) -> u64,
+        identity: u64,
+        absorbing: Option<u64>,
+        a: u32,
+        b: u32,
+    ) -> Option<u32> {
         let (x, y) = (self.known.get(&a).copied(), self.known.get(&b).copied());
         if let (Some(x), Some(y)) = (x, y) {
             return Some(self.constant(op(x, y)));
@@ -462,7 +569,13 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         dst
     }
 
-    fn comparison(&mut self, make: fn(u32, u32, u32) -> Instr, fold: fn(u64, u64) -> bool, a: u32, b: u32) -> u32 {
+    fn comparison(
+        &mut self,
+        make: fn(u32, u32, u32) -> Instr,
+        fold: fn(u64, u64) -> bool,
+        a: u32,
+        b: u32,
+    ) -> u32 {
         if let (Some(&x), Some(&y)) = (self.known.get(&a), self.known.get(&b)) {
             return self.constant(u64::from(fold(x, y)));
         }
@@ -478,11 +591,21 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn lt(&mut self, a: u32, b: u32) -> u32 {
-        self.comparison(|dst, a, b| Instr::Lt { dst, a, b }, |x, y| (x as i64) < (y as i64), a, b)
+        self.comparison(
+            |dst, a, b| Instr::Lt { dst, a, b },
+            |x, y| (x as i64) < (y as i64),
+            a,
+            b,
+        )
     }
 
     fn le(&mut self, a: u32, b: u32) -> u32 {
-        self.comparison(|dst, a, b| Instr::Le { dst, a, b }, |x, y| (x as i64) <= (y as i64), a, b)
+        self.comparison(
+            |dst, a, b| Instr::Le { dst, a, b },
+            |x, y| (x as i64) <= (y as i64),
+            a,
+            b,
+        )
     }
 
     fn add(&mut self, a: u32, b: u32) -> u32 {
@@ -551,7 +674,12 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         if self.known.get(&cond) == Some(&0) {
             return;
         }
-        self.code.push(Instr::Select { dst, cond, a, b: dst });
+        self.code.push(Instr::Select {
+            dst,
+            cond,
+            a,
+            b: dst,
+        });
     }
 
     fn load(&mut self, slot: u32) -> u32 {
@@ -566,14 +694,20 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     /// The `and` of 0/1 values; 1 for none.
     fn and_all(&mut self, values: &[u32]) -> u32 {
-        let Some((&first, rest)) = values.split_first() else { return self.constant(1) };
-        rest.iter().fold(first, |result, &value| self.and(result, value))
+        let Some((&first, rest)) = values.split_first() else {
+            return self.constant(1);
+        };
+        rest.iter()
+            .fold(first, |result, &value| self.and(result, value))
     }
 
     /// The `or` of 0/1 values; 0 for none.
     fn or_all(&mut self, values: &[u32]) -> u32 {
-        let Some((&first, rest)) = values.split_first() else { return self.constant(0) };
-        rest.iter().fold(first, |result, &value| self.or(result, value))
+        let Some((&first, rest)) = values.split_first() else {
+            return self.constant(0);
+        };
+        rest.iter()
+            .fold(first, |result, &value| self.or(result, value))
     }
 
     fn words_of(&self, ty: &ValueType) -> u32 {
@@ -583,7 +717,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     // ---- values ----
 
     fn string_id(&self, text: &str) -> u64 {
-        self.lowering.string_ids.get(text).copied().unwrap_or(u64::MAX)
+        self.lowering
+            .string_ids
+            .get(text)
+            .copied()
+            .unwrap_or(u64::MAX)
     }
 
     fn const_words(&mut self, value: &ConstValue, ty: &Type) -> Val {
@@ -609,8 +747,17 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             ConstValue::Str(text) => vec![self.string_id(text)],
             ConstValue::Ip(ip) => vec![(*ip >> 64) as u64, *ip as u64],
             ConstValue::Cidr { network, prefix } => {
-                let mask = authflow_runtime::value::Cidr { network: *network, prefix: *prefix }.mask();
-                vec![(*network >> 64) as u64, *network as u64, (mask >> 64) as u64, mask as u64]
+                let mask = authflow_runtime::value::Cidr {
+                    network: *network,
+                    prefix: *prefix,
+                }
+                .mask();
+                vec![
+                    (*network >> 64) as u64,
+                    *network as u64,
+                    (mask >> 64) as u64,
+                    mask as u64,
+                ]
             }
             ConstValue::Factor(f) => vec![u64::from(*f)],
             ConstValue::Enum { variant, .. } => vec![u64::from(*variant)],
@@ -654,7 +801,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let base = match input {
             Input::Principal(name) if name == "id" => slot::PRINCIPAL_ID,
             Input::Principal(name) if name == "enrolled" => slot::ENROLLED,
-            Input::Principal(name) => self.lowering.principal_slots[&(name.clone(), value_type(ty))],
+            Input::Principal(name) => {
+                self.lowering.principal_slots[&(name.clone(), value_type(ty))]
+            }
             Input::Context(name) => self.lowering.context_slots[name],
             Input::Switch(index) => self.lowering.program.schema.switches[*index as usize].slot,
             Input::Now => slot::NOW,
@@ -665,7 +814,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             Input::SessionAal => return vec![self.assurance_level()],
             Input::SessionAge | Input::SessionIdle => {
                 let now = self.load(slot::NOW);
-                let from = self.load(if matches!(input, Input::SessionAge) { slot::SESSION_STARTED } else { slot::LAST_ACTIVE });
+                let from = self.load(if matches!(input, Input::SessionAge) {
+                    slot::SESSION_STARTED
+                } else {
+                    slot::LAST_ACTIVE
+                });
                 return vec![self.sub(now, from)];
             }
         };
@@ -807,7 +960,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     fn member(&mut self, element: &TExpr, container: &TExpr) -> u32 {
         // Constant sets of values without bitsets: compare element by element.
-        if let (Some(ConstValue::Set(elements)), Some(element_ty)) = (container.as_const(), container.ty.element()) {
+        if let (Some(ConstValue::Set(elements)), Some(element_ty)) =
+            (container.as_const(), container.ty.element())
+        {
             if !matches!(element_ty, Type::String | Type::Factor | Type::Enum(_)) {
                 let value = self.expr(element);
                 let mut hits = Vec::new();
@@ -855,7 +1010,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             return self.in_block(value, &block);
         }
         let words = self.const_words(member, ty);
-        let equal: Vec<u32> = value.iter().zip(&words).map(|(&x, &y)| self.eq(x, y)).collect();
+        let equal: Vec<u32> = value
+            .iter()
+            .zip(&words)
+            .map(|(&x, &y)| self.eq(x, y))
+            .collect();
         self.and_all(&equal)
     }
 
@@ -868,7 +1027,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let low_equal = self.eq(low, block[1]);
         let matched = self.and(high_equal, low_equal);
         let ip_v4 = self.is_ipv4(ip[0], ip[1]);
-        let block_v4 = match (self.known.get(&block[0]), self.known.get(&block[1]), self.known.get(&block[3])) {
+        let block_v4 = match (
+            self.known.get(&block[0]),
+            self.known.get(&block[1]),
+            self.known.get(&block[3]),
+        ) {
             (Some(&network_high), Some(&network_low), Some(&mask_low)) => {
                 let network = (u128::from(network_high) << 64) | u128::from(network_low);
                 let v4 = mask_low >> 32 == 0xffff_ffff && authflow_runtime::value::is_ipv4(network);
@@ -902,7 +1065,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     /// Tests bit `id` of a bitset held in words, without indexing by `id`:
     /// every word is shifted and masked by whether it is the right one.
     fn test_bit(&mut self, set: &Val, id: u32, counted: bool) -> u32 {
-        let words = if counted { &set[..set.len() - 1] } else { &set[..] };
+        let words = if counted {
+            &set[..set.len() - 1]
+        } else {
+            &set[..]
+        };
         let six = self.constant(6);
         let word_index = self.shr(id, six);
         let one = self.constant(1);
@@ -958,7 +1125,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let emit_words = (self.emits.len() as u32).div_ceil(64);
         self.obligation_offset = self.out_words(emit_words);
         for i in 0..emit_words {
-            let word = self.obligation_words.get(i as usize).copied().unwrap_or_else(|| self.constant(0));
+            let word = self
+                .obligation_words
+                .get(i as usize)
+                .copied()
+                .unwrap_or_else(|| self.constant(0));
             self.store(self.obligation_offset + i, word);
         }
     }
@@ -976,7 +1147,12 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         awaiting: Option<Vec<u32>>,
     ) -> u32 {
         let site = self.sites.len() as u64;
-        self.sites.push(Site { decision, reason, attributes, line });
+        self.sites.push(Site {
+            decision,
+            reason,
+            attributes,
+            line,
+        });
         let code = self.constant(decision as u64);
         self.select_into(self.decision, fire, code);
         let site_register = self.constant(site);
@@ -993,7 +1169,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         if self.known.get(&fire) != Some(&0) {
             let not_fired = self.not(fire);
             let undecided = self.undecided;
-            self.code.push(Instr::And { dst: undecided, a: undecided, b: not_fired });
+            self.code.push(Instr::And {
+                dst: undecided,
+                a: undecided,
+                b: not_fired,
+            });
         }
         fire
     }
@@ -1004,14 +1184,29 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let dst = self.register();
         let undecided = self.undecided;
         if self.known.get(&path) == Some(&1) {
-            self.code.push(Instr::Or { dst, a: undecided, b: undecided });
+            self.code.push(Instr::Or {
+                dst,
+                a: undecided,
+                b: undecided,
+            });
         } else {
-            self.code.push(Instr::And { dst, a: path, b: undecided });
+            self.code.push(Instr::And {
+                dst,
+                a: path,
+                b: undecided,
+            });
         }
         self.boolean(dst)
     }
 
-    fn trace_step(&mut self, step: &TStep, reached: u32, guards: &[u32], arm: Option<u32>, decided: u32) {
+    fn trace_step(
+        &mut self,
+        step: &TStep,
+        reached: u32,
+        guards: &[u32],
+        arm: Option<u32>,
+        decided: u32,
+    ) {
         let (line, text) = self.lowering.line_of(step.span);
         let reached_at = self.out_words(1);
         self.store(reached_at, reached);
@@ -1030,7 +1225,14 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         });
         let decided_at = self.out_words(1);
         self.store(decided_at, decided);
-        self.steps.push(TraceStep { line, text, reached: reached_at, guards: guard_offsets, arm: arm_offset, decided: decided_at });
+        self.steps.push(TraceStep {
+            line,
+            text,
+            reached: reached_at,
+            guards: guard_offsets,
+            arm: arm_offset,
+            decided: decided_at,
+        });
     }
 
     fn lower_block(&mut self, steps: &[TStep], path: u32) {
@@ -1050,7 +1252,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             for (i, &word) in words.iter().enumerate() {
                 self.store(offset + i as u32, word);
             }
-            outputs.push(Output { name: name.clone(), ty, offset });
+            outputs.push(Output {
+                name: name.clone(),
+                ty,
+                offset,
+            });
         }
         outputs
     }
@@ -1071,26 +1277,56 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                     None => self.constant(1),
                 };
                 let fire = self.and(live, condition);
-                let fired = self.decide(fire, Decision::Deny, Some(reason.clone()), Vec::new(), line, None, None);
-                let guards: Vec<u32> = if when.is_some() { vec![condition] } else { Vec::new() };
+                let fired = self.decide(
+                    fire,
+                    Decision::Deny,
+                    Some(reason.clone()),
+                    Vec::new(),
+                    line,
+                    None,
+                    None,
+                );
+                let guards: Vec<u32> = if when.is_some() {
+                    vec![condition]
+                } else {
+                    Vec::new()
+                };
                 self.trace_step(step, live, &guards, None, fired);
             }
-            TStepKind::Require { requirement, within, attempts } => self.require(step, path, *requirement, within.as_ref(), attempts.as_ref()),
+            TStepKind::Require {
+                requirement,
+                within,
+                attempts,
+            } => self.require(step, path, *requirement, within.as_ref(), attempts.as_ref()),
             TStepKind::Enroll { requirement } => {
                 let live = self.live(path);
                 let enrolled = self.load(slot::ENROLLED);
                 let (satisfied, options) = self.satisfied(*requirement, enrolled);
                 let missing = self.not(satisfied);
                 let fire = self.and(live, missing);
-                let fired = self.decide(fire, Decision::Enroll, None, Vec::new(), line, Some(options), None);
+                let fired = self.decide(
+                    fire,
+                    Decision::Enroll,
+                    None,
+                    Vec::new(),
+                    line,
+                    Some(options),
+                    None,
+                );
                 self.trace_step(step, live, &[satisfied], None, fired);
             }
-            TStepKind::Approve { roles, within } => self.approve(step, path, roles, within.as_ref()),
+            TStepKind::Approve { roles, within } => {
+                self.approve(step, path, roles, within.as_ref())
+            }
             TStepKind::Emit { name, attributes } => {
                 let live = self.live(path);
                 let index = self.emits.len();
                 let outputs = self.outputs(attributes);
-                self.emits.push(Emit { name: name.clone(), attributes: outputs, line });
+                self.emits.push(Emit {
+                    name: name.clone(),
+                    attributes: outputs,
+                    line,
+                });
                 let word = index / 64;
                 while self.obligation_words.len() <= word {
                     let fresh = self.fresh_constant(0);
@@ -1100,7 +1336,11 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 let bit = self.constant(1 << (index % 64));
                 let set = self.and(live_mask, bit);
                 let target = self.obligation_words[word];
-                self.code.push(Instr::Or { dst: target, a: target, b: set });
+                self.code.push(Instr::Or {
+                    dst: target,
+                    a: target,
+                    b: set,
+                });
                 let zero = self.constant(0);
                 self.trace_step(step, live, &[], None, zero);
             }
@@ -1191,7 +1431,10 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 let present = self.and(counted, mask);
                 (bits, self.eq(present, mask))
             }
-            Requirement::Level(level) => (factor::level_factors(level), self.level_reached(counted, level)),
+            Requirement::Level(level) => (
+                factor::level_factors(level),
+                self.level_reached(counted, level),
+            ),
         };
         let offer = self.constant(offer);
         let all = self.constant(u64::MAX);
@@ -1207,7 +1450,14 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         }
     }
 
-    fn require(&mut self, step: &TStep, path: u32, requirement: Requirement, within: Option<&TExpr>, attempts: Option<&TExpr>) {
+    fn require(
+        &mut self,
+        step: &TStep,
+        path: u32,
+        requirement: Requirement,
+        within: Option<&TExpr>,
+        attempts: Option<&TExpr>,
+    ) {
         let line = self.lowering.line_of(step.span).0;
         let live = self.live(path);
         let candidates = Self::candidates(requirement);
@@ -1227,13 +1477,29 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             let locked = self.le(limit, failures);
             guards.push(locked);
             let fire = self.and(live, locked);
-            let lock = self.decide(fire, Decision::Deny, Some("too many failed attempts".to_string()), Vec::new(), line, None, None);
+            let lock = self.decide(
+                fire,
+                Decision::Deny,
+                Some("too many failed attempts".to_string()),
+                Vec::new(),
+                line,
+                None,
+                None,
+            );
             fired = self.or(fired, lock);
         }
         let live_now = self.live(path);
         let missing = self.not(satisfied);
         let fire = self.and(live_now, missing);
-        let challenge = self.decide(fire, Decision::Challenge, None, Vec::new(), line, Some(options), None);
+        let challenge = self.decide(
+            fire,
+            Decision::Challenge,
+            None,
+            Vec::new(),
+            line,
+            Some(options),
+            None,
+        );
         fired = self.or(fired, challenge);
         self.trace_step(step, live, &guards, None, fired);
     }
@@ -1242,7 +1508,10 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let line = self.lowering.line_of(step.span).0;
         let live = self.live(path);
         let universe = &self.lowering.program.roles;
-        let indexes: Vec<usize> = roles.iter().filter_map(|r| universe.iter().position(|u| u == r)).collect();
+        let indexes: Vec<usize> = roles
+            .iter()
+            .filter_map(|r| universe.iter().position(|u| u == r))
+            .collect();
         let deadline = within.map(|within| {
             let limit = self.expr(within)[0];
             let started = self.load(slot::FLOW_STARTED);
@@ -1268,7 +1537,15 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let approved = self.and_all(&in_time);
         let mut guards = vec![approved, refused];
         let fire = self.and(live, refused);
-        let mut fired = self.decide(fire, Decision::Deny, Some("approval refused".to_string()), Vec::new(), line, None, None);
+        let mut fired = self.decide(
+            fire,
+            Decision::Deny,
+            Some("approval refused".to_string()),
+            Vec::new(),
+            line,
+            None,
+            None,
+        );
         if let Some(deadline) = deadline {
             let now = self.load(slot::NOW);
             let past = self.lt(deadline, now);
@@ -1277,7 +1554,15 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             let expired = self.and(waiting, past);
             let live_now = self.live(path);
             let fire = self.and(live_now, expired);
-            let expiry = self.decide(fire, Decision::Deny, Some("approval expired".to_string()), Vec::new(), line, None, None);
+            let expiry = self.decide(
+                fire,
+                Decision::Deny,
+                Some("approval expired".to_string()),
+                Vec::new(),
+                line,
+                None,
+                None,
+            );
             fired = self.or(fired, expiry);
         }
         // Roles still awaited, as a bitset over the role universe.
@@ -1292,7 +1577,15 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let live_now = self.live(path);
         let waiting = self.not(approved);
         let fire = self.and(live_now, waiting);
-        let pending = self.decide(fire, Decision::Pending, None, Vec::new(), line, None, Some(words));
+        let pending = self.decide(
+            fire,
+            Decision::Pending,
+            None,
+            Vec::new(),
+            line,
+            None,
+            Some(words),
+        );
         fired = self.or(fired, pending);
         self.trace_step(step, live, &guards, None, fired);
     }

@@ -16,7 +16,12 @@ pub const MAX_NESTING: usize = 256;
 /// Parses the tokens of one file. Diagnostics are appended; the returned AST
 /// holds every item that parsed, with error nodes where one did not.
 pub fn parse(tokens: &[Token], diagnostics: &mut Vec<Diagnostic>) -> File {
-    let mut parser = Parser { tokens, position: 0, depth: 0, diagnostics };
+    let mut parser = Parser {
+        tokens,
+        position: 0,
+        depth: 0,
+        diagnostics,
+    };
     parser.file()
 }
 
@@ -76,7 +81,10 @@ impl<'a> Parser<'a> {
 
     /// The span of the token before the current one.
     fn previous_span(&self) -> Span {
-        let index = self.position.saturating_sub(1).min(self.tokens.len().saturating_sub(1));
+        let index = self
+            .position
+            .saturating_sub(1)
+            .min(self.tokens.len().saturating_sub(1));
         self.tokens[index].span
     }
 
@@ -156,9 +164,15 @@ impl<'a> Parser<'a> {
             Tok::Keyword(keyword) => {
                 let span = self.span();
                 self.diagnostics.push(
-                    Diagnostic::error(format!("expected {what}, found keyword `{}`", keyword.text()), span)
-                        .with_label("reserved word")
-                        .with_help(format!("`{}` is reserved; choose another name", keyword.text())),
+                    Diagnostic::error(
+                        format!("expected {what}, found keyword `{}`", keyword.text()),
+                        span,
+                    )
+                    .with_label("reserved word")
+                    .with_help(format!(
+                        "`{}` is reserved; choose another name",
+                        keyword.text()
+                    )),
                 );
                 Err(Reported)
             }
@@ -229,7 +243,9 @@ impl<'a> Parser<'a> {
                 Tok::RParen if balance == 0 => {}
                 Tok::RBrace | Tok::RParen => balance -= 1,
                 Tok::Keyword(keyword) if balance == 0 && STEP_KEYWORDS.contains(keyword) => return,
-                Tok::Keyword(keyword) if ITEM_KEYWORDS.contains(keyword) && self.starts_item() => return,
+                Tok::Keyword(keyword) if ITEM_KEYWORDS.contains(keyword) && self.starts_item() => {
+                    return
+                }
                 _ => {}
             }
             self.advance();
@@ -241,7 +257,9 @@ impl<'a> Parser<'a> {
         loop {
             match self.peek() {
                 Tok::Eof => return,
-                Tok::Keyword(keyword) if ITEM_KEYWORDS.contains(keyword) && self.starts_item() => return,
+                Tok::Keyword(keyword) if ITEM_KEYWORDS.contains(keyword) && self.starts_item() => {
+                    return
+                }
                 _ => {}
             }
             self.advance();
@@ -301,7 +319,11 @@ impl<'a> Parser<'a> {
             self.advance();
             version = Some(self.string("a version string")?.0);
         }
-        Ok(PolicyDecl { name, version, span: start.to(self.previous_span()) })
+        Ok(PolicyDecl {
+            name,
+            version,
+            span: start.to(self.previous_span()),
+        })
     }
 
     fn import(&mut self) -> Parsed<Import> {
@@ -318,7 +340,10 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.error_expected("`std.NAME` or a quoted path")),
         };
-        Ok(Import { target, span: start.to(self.previous_span()) })
+        Ok(Import {
+            target,
+            span: start.to(self.previous_span()),
+        })
     }
 
     fn enum_decl(&mut self) -> Parsed<EnumDecl> {
@@ -346,7 +371,10 @@ impl<'a> Parser<'a> {
     fn context(&mut self) -> Parsed<ContextDecl> {
         let start = self.advance().span;
         let fields = self.fields()?;
-        Ok(ContextDecl { fields, span: start.to(self.previous_span()) })
+        Ok(ContextDecl {
+            fields,
+            span: start.to(self.previous_span()),
+        })
     }
 
     /// `{ name: Type [,] ... }`; newlines or commas separate fields.
@@ -380,13 +408,22 @@ impl<'a> Parser<'a> {
         }
         let optional = self.eat(&Tok::Question);
         let span = name.span.to(self.previous_span());
-        Ok(TypeExpr { name, argument, optional, span })
+        Ok(TypeExpr {
+            name,
+            argument,
+            optional,
+            span,
+        })
     }
 
     fn const_decl(&mut self) -> Parsed<ConstDecl> {
         self.advance();
         let name = self.name("a constant name")?;
-        let ty = if self.eat(&Tok::Colon) { Some(self.type_expr()?) } else { None };
+        let ty = if self.eat(&Tok::Colon) {
+            Some(self.type_expr()?)
+        } else {
+            None
+        };
         self.expect(Tok::Assign, "`=`")?;
         let value = self.expr()?;
         Ok(ConstDecl { name, ty, value })
@@ -415,10 +452,20 @@ impl<'a> Parser<'a> {
             }
             Kinds::Listed(kinds)
         };
-        let event = if self.eat_keyword(Keyword::On) { Some(self.ident("an event name")?) } else { None };
+        let event = if self.eat_keyword(Keyword::On) {
+            Some(self.ident("an event name")?)
+        } else {
+            None
+        };
         let body = self.block()?;
         let span = start.to(self.previous_span());
-        Ok(FlowDecl { name, kinds, event, body, span })
+        Ok(FlowDecl {
+            name,
+            kinds,
+            event,
+            body,
+            span,
+        })
     }
 
     // ---- steps ----
@@ -469,7 +516,9 @@ impl<'a> Parser<'a> {
             Tok::Keyword(Keyword::Require) => self.require()?,
             Tok::Keyword(Keyword::Enroll) => {
                 self.advance();
-                StepKind::Enroll { factors: self.factor_spec()? }
+                StepKind::Enroll {
+                    factors: self.factor_spec()?,
+                }
             }
             Tok::Keyword(Keyword::Approve) => self.approve()?,
             Tok::Keyword(Keyword::Emit) => {
@@ -490,22 +539,33 @@ impl<'a> Parser<'a> {
             }
             Tok::Keyword(Keyword::Run) => {
                 self.advance();
-                StepKind::Run { flow: self.ident("a flow name")? }
+                StepKind::Run {
+                    flow: self.ident("a flow name")?,
+                }
             }
             _ => return Err(self.error_expected("a step")),
         };
-        Ok(Step { kind, span: start.to(self.previous_span()) })
+        Ok(Step {
+            kind,
+            span: start.to(self.previous_span()),
+        })
     }
 
     fn allow(&mut self) -> Parsed<StepKind> {
         self.advance();
-        Ok(StepKind::Allow { with: self.optional_record()? })
+        Ok(StepKind::Allow {
+            with: self.optional_record()?,
+        })
     }
 
     fn deny(&mut self) -> Parsed<StepKind> {
         self.advance();
         let (reason, _) = self.string("a reason string")?;
-        let when = if self.eat_keyword(Keyword::When) { Some(self.expr()?) } else { None };
+        let when = if self.eat_keyword(Keyword::When) {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         Ok(StepKind::Deny { reason, when })
     }
 
@@ -525,7 +585,11 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(StepKind::Require { factors, within, attempts })
+        Ok(StepKind::Require {
+            factors,
+            within,
+            attempts,
+        })
     }
 
     fn factor_spec(&mut self) -> Parsed<FactorSpec> {
@@ -534,7 +598,9 @@ impl<'a> Parser<'a> {
         } else if self.eat_keyword(Keyword::All) {
             Ok(FactorSpec::All(self.factor_list()?))
         } else {
-            Ok(FactorSpec::One(self.ident("a factor, `any(...)`, `all(...)` or an assurance level")?))
+            Ok(FactorSpec::One(self.ident(
+                "a factor, `any(...)`, `all(...)` or an assurance level",
+            )?))
         }
     }
 
@@ -558,7 +624,11 @@ impl<'a> Parser<'a> {
         while self.eat(&Tok::Comma) {
             roles.push(self.ident("a role")?);
         }
-        let within = if self.eat_keyword(Keyword::Within) { Some(self.expr()?) } else { None };
+        let within = if self.eat_keyword(Keyword::Within) {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         Ok(StepKind::Approve { roles, within })
     }
 
@@ -571,9 +641,15 @@ impl<'a> Parser<'a> {
             if !self.at(&Tok::LBrace) {
                 let span = self.span();
                 self.diagnostics.push(
-                    Diagnostic::error(format!("expected `{{` after the `if` condition, found {}", self.peek().describe()), span)
-                        .with_label("expected `{`")
-                        .with_help("put the steps of the arm between `{` and `}`"),
+                    Diagnostic::error(
+                        format!(
+                            "expected `{{` after the `if` condition, found {}",
+                            self.peek().describe()
+                        ),
+                        span,
+                    )
+                    .with_label("expected `{`")
+                    .with_help("put the steps of the arm between `{` and `}`"),
                 );
                 // Go on as if the `{` were there: the arm usually ends at the next `}`.
                 self.enter()?;
@@ -647,7 +723,10 @@ impl<'a> Parser<'a> {
         self.leave();
         result?;
         self.expect(Tok::RBrace, "`}`")?;
-        Ok(Record { entries, span: start.to(self.previous_span()) })
+        Ok(Record {
+            entries,
+            span: start.to(self.previous_span()),
+        })
     }
 
     // ---- tests and invariants ----
@@ -661,7 +740,11 @@ impl<'a> Parser<'a> {
             statements.push(self.test_statement()?);
         }
         self.expect(Tok::RBrace, "`}`")?;
-        Ok(TestDecl { name, statements, span: start.to(self.previous_span()) })
+        Ok(TestDecl {
+            name,
+            statements,
+            span: start.to(self.previous_span()),
+        })
     }
 
     fn test_statement(&mut self) -> Parsed<TestStatement> {
@@ -674,7 +757,10 @@ impl<'a> Parser<'a> {
             Tok::Keyword(Keyword::Principal) => {
                 self.advance();
                 let kind = self.ident("a principal kind")?;
-                TestStatementKind::Principal { kind, record: self.record()? }
+                TestStatementKind::Principal {
+                    kind,
+                    record: self.record()?,
+                }
             }
             Tok::Keyword(Keyword::Context) => {
                 self.advance();
@@ -697,7 +783,11 @@ impl<'a> Parser<'a> {
                     "switches" => TestStatementKind::Switches(self.record()?),
                     "expect" => {
                         let decision = self.decision_word()?;
-                        let detail = if matches!(self.peek(), Tok::Str(_) | Tok::LBrace) { Some(self.expr()?) } else { None };
+                        let detail = if matches!(self.peek(), Tok::Str(_) | Tok::LBrace) {
+                            Some(self.expr()?)
+                        } else {
+                            None
+                        };
                         TestStatementKind::Expect { decision, detail }
                     }
                     "verify" => TestStatementKind::Verify(self.ident("a factor")?),
@@ -717,7 +807,10 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.error_expected("a test statement")),
         };
-        Ok(TestStatement { kind, span: start.to(self.previous_span()) })
+        Ok(TestStatement {
+            kind,
+            span: start.to(self.previous_span()),
+        })
     }
 
     fn optional_approver(&mut self) -> Parsed<Option<String>> {
@@ -734,7 +827,10 @@ impl<'a> Parser<'a> {
         loop {
             // `principal KIND { ... }` after an update starts the next statement;
             // the update's own part is `principal { ... }`.
-            let record_follows = matches!(self.tokens.get(self.position + 1).map(|t| &t.tok), Some(Tok::LBrace));
+            let record_follows = matches!(
+                self.tokens.get(self.position + 1).map(|t| &t.tok),
+                Some(Tok::LBrace)
+            );
             if self.at_keyword(Keyword::Context) && record_follows && context.is_none() {
                 self.advance();
                 context = Some(self.record()?);
@@ -765,10 +861,17 @@ impl<'a> Parser<'a> {
                     "pending"
                 }
             }
-            _ => return Err(self.error_expected("a decision (`allow`, `deny`, `challenge`, `enroll`, `pending`)")),
+            _ => {
+                return Err(self.error_expected(
+                    "a decision (`allow`, `deny`, `challenge`, `enroll`, `pending`)",
+                ))
+            }
         };
         self.advance();
-        Ok(Ident { name: name.to_string(), span })
+        Ok(Ident {
+            name: name.to_string(),
+            span,
+        })
     }
 
     fn invariant(&mut self) -> Parsed<InvariantDecl> {
@@ -777,7 +880,11 @@ impl<'a> Parser<'a> {
         self.expect(Tok::LBrace, "`{`")?;
         self.expect_keyword(Keyword::Flow)?;
         let flow = self.ident("a flow name")?;
-        let when = if self.eat_keyword(Keyword::When) { Some(self.expr()?) } else { None };
+        let when = if self.eat_keyword(Keyword::When) {
+            Some(self.expr()?)
+        } else {
+            None
+        };
         let decision = self.decision_word()?;
         if !self.at_ident("implies") {
             return Err(self.error_expected("`implies`"));
@@ -785,7 +892,14 @@ impl<'a> Parser<'a> {
         self.advance();
         let implies = self.expr()?;
         self.expect(Tok::RBrace, "`}`")?;
-        Ok(InvariantDecl { name, flow, when, decision, implies, span: start.to(self.previous_span()) })
+        Ok(InvariantDecl {
+            name,
+            flow,
+            when,
+            decision,
+            implies,
+            span: start.to(self.previous_span()),
+        })
     }
 
     // ---- expressions ----
@@ -799,7 +913,14 @@ impl<'a> Parser<'a> {
 
     fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
         let span = left.span.to(right.span);
-        Expr { kind: ExprKind::Binary { op, left: Box::new(left), right: Box::new(right) }, span }
+        Expr {
+            kind: ExprKind::Binary {
+                op,
+                left: Box::new(left),
+                right: Box::new(right),
+            },
+            span,
+        }
     }
 
     /// The binary operator at the current token with its precedence, lowest
@@ -834,7 +955,13 @@ impl<'a> Parser<'a> {
             self.leave();
             let operand = operand?;
             let span = start.to(operand.span);
-            Expr { kind: ExprKind::Unary { op: UnaryOp::Not, operand: Box::new(operand) }, span }
+            Expr {
+                kind: ExprKind::Unary {
+                    op: UnaryOp::Not,
+                    operand: Box::new(operand),
+                },
+                span,
+            }
         } else {
             self.unary()?
         };
@@ -874,7 +1001,13 @@ impl<'a> Parser<'a> {
             self.leave();
             let operand = operand?;
             let span = start.to(operand.span);
-            return Ok(Expr { kind: ExprKind::Unary { op: UnaryOp::Neg, operand: Box::new(operand) }, span });
+            return Ok(Expr {
+                kind: ExprKind::Unary {
+                    op: UnaryOp::Neg,
+                    operand: Box::new(operand),
+                },
+                span,
+            });
         }
         self.postfix()
     }
@@ -886,10 +1019,23 @@ impl<'a> Parser<'a> {
             if self.at(&Tok::LParen) {
                 let args = self.arguments()?;
                 let span = expr.span.to(self.previous_span());
-                expr = Expr { kind: ExprKind::Method { receiver: Box::new(expr), method: name, args }, span };
+                expr = Expr {
+                    kind: ExprKind::Method {
+                        receiver: Box::new(expr),
+                        method: name,
+                        args,
+                    },
+                    span,
+                };
             } else {
                 let span = expr.span.to(name.span);
-                expr = Expr { kind: ExprKind::Attr { base: Box::new(expr), attr: name }, span };
+                expr = Expr {
+                    kind: ExprKind::Attr {
+                        base: Box::new(expr),
+                        attr: name,
+                    },
+                    span,
+                };
             }
         }
         Ok(expr)
@@ -947,7 +1093,10 @@ impl<'a> Parser<'a> {
                 self.advance();
                 if self.at(&Tok::LParen) {
                     let args = self.arguments()?;
-                    ExprKind::Call { function: Ident { name, span }, args }
+                    ExprKind::Call {
+                        function: Ident { name, span },
+                        args,
+                    }
                 } else {
                     ExprKind::Name(name)
                 }
@@ -959,7 +1108,10 @@ impl<'a> Parser<'a> {
                 self.leave();
                 let inner = inner?;
                 self.expect(Tok::RParen, "`)`")?;
-                return Ok(Expr { kind: inner.kind, span: span.to(self.previous_span()) });
+                return Ok(Expr {
+                    kind: inner.kind,
+                    span: span.to(self.previous_span()),
+                });
             }
             Tok::LBrace => {
                 self.enter()?;
@@ -969,7 +1121,10 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.error_expected("an expression")),
         };
-        Ok(Expr { kind, span: span.to(self.previous_span()) })
+        Ok(Expr {
+            kind,
+            span: span.to(self.previous_span()),
+        })
     }
 
     fn set_elements(&mut self) -> Parsed<Vec<Expr>> {
@@ -1016,7 +1171,9 @@ mod tests {
             }"#;
         let (file, diagnostics) = parse_source(source);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let Item::Flow(flow) = &file.items[0] else { panic!("not a flow") };
+        let Item::Flow(flow) = &file.items[0] else {
+            panic!("not a flow")
+        };
         assert_eq!(flow.body.steps.len(), 10);
     }
 

@@ -61,8 +61,16 @@ pub struct Scope<'a> {
 /// Built-in attributes that every principal kind has.
 pub fn builtin_principal_fields(span: Span) -> Vec<FieldSymbol> {
     vec![
-        FieldSymbol { name: "id".to_string(), ty: Type::String, span },
-        FieldSymbol { name: "enrolled".to_string(), ty: Type::set_of(Type::Factor), span },
+        FieldSymbol {
+            name: "id".to_string(),
+            ty: Type::String,
+            span,
+        },
+        FieldSymbol {
+            name: "enrolled".to_string(),
+            ty: Type::set_of(Type::Factor),
+            span,
+        },
     ]
 }
 
@@ -99,19 +107,34 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
                 Item::Import(_) => {}
                 Item::Enum(decl) => {
                     if let Some(&index) = scope.enum_index.get(&decl.name.name) {
-                        duplicate(diagnostics, "enum", &decl.name, scope.enums[index as usize].span);
+                        duplicate(
+                            diagnostics,
+                            "enum",
+                            &decl.name,
+                            scope.enums[index as usize].span,
+                        );
                         continue;
                     }
                     check_unique_idents(&decl.variants, "enum value", diagnostics);
                     // A set of enum values is one 64-bit word in the input record.
                     if decl.variants.len() > 64 {
                         diagnostics.push(
-                            Diagnostic::error(format!("enum `{}` has {} values; the limit is 64", decl.name.name, decl.variants.len()), decl.name.span)
-                                .with_help("split the enum, or use `String` values"),
+                            Diagnostic::error(
+                                format!(
+                                    "enum `{}` has {} values; the limit is 64",
+                                    decl.name.name,
+                                    decl.variants.len()
+                                ),
+                                decl.name.span,
+                            )
+                            .with_help("split the enum, or use `String` values"),
                         );
                     }
                     if decl.variants.is_empty() {
-                        diagnostics.push(Diagnostic::error(format!("enum `{}` has no values", decl.name.name), decl.name.span));
+                        diagnostics.push(Diagnostic::error(
+                            format!("enum `{}` has no values", decl.name.name),
+                            decl.name.span,
+                        ));
                     }
                     let index = scope.enums.len() as u32;
                     scope.enum_index.insert(decl.name.name.clone(), index);
@@ -125,22 +148,33 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
                 Item::Context(decl) => context_decls.push(decl),
                 Item::Const(decl) => {
                     if claim_value_name(&decl.name, &mut value_names, diagnostics) {
-                        scope.const_index.insert(decl.name.name.clone(), scope.consts.len() as u32);
+                        scope
+                            .const_index
+                            .insert(decl.name.name.clone(), scope.consts.len() as u32);
                         scope.consts.push(decl);
                     }
                 }
                 Item::Switch(decl) => {
                     if claim_value_name(&decl.name, &mut value_names, diagnostics) {
-                        scope.switch_index.insert(decl.name.name.clone(), scope.switches.len() as u32);
+                        scope
+                            .switch_index
+                            .insert(decl.name.name.clone(), scope.switches.len() as u32);
                         scope.switches.push(decl);
                     }
                 }
                 Item::Flow(decl) => {
                     if let Some(&index) = scope.flow_index.get(&decl.name.name) {
-                        duplicate(diagnostics, "flow", &decl.name, scope.flows[index as usize].name.span);
+                        duplicate(
+                            diagnostics,
+                            "flow",
+                            &decl.name,
+                            scope.flows[index as usize].name.span,
+                        );
                         continue;
                     }
-                    scope.flow_index.insert(decl.name.name.clone(), scope.flows.len() as u32);
+                    scope
+                        .flow_index
+                        .insert(decl.name.name.clone(), scope.flows.len() as u32);
                     scope.flows.push(decl);
                 }
                 Item::Test(decl) => scope.tests.push(decl),
@@ -153,7 +187,12 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
     // before both, so declaration order between items does not matter.
     for decl in principal_decls {
         if let Some(&index) = scope.kind_index.get(&decl.kind.name) {
-            duplicate(diagnostics, "principal kind", &decl.kind, scope.kinds[index as usize].span);
+            duplicate(
+                diagnostics,
+                "principal kind",
+                &decl.kind,
+                scope.kinds[index as usize].span,
+            );
             continue;
         }
         if decl.kind.name == "any" {
@@ -164,8 +203,14 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
         }
         let mut fields = builtin_principal_fields(decl.kind.span);
         fields.extend(resolve_fields(&decl.fields, &scope, diagnostics));
-        scope.kind_index.insert(decl.kind.name.clone(), scope.kinds.len() as u32);
-        scope.kinds.push(KindSymbol { name: decl.kind.name.clone(), fields, span: decl.kind.span });
+        scope
+            .kind_index
+            .insert(decl.kind.name.clone(), scope.kinds.len() as u32);
+        scope.kinds.push(KindSymbol {
+            name: decl.kind.name.clone(),
+            fields,
+            span: decl.kind.span,
+        });
     }
     let mut context_iter = context_decls.into_iter();
     if let Some(first) = context_iter.next() {
@@ -185,13 +230,20 @@ pub fn resolve<'a>(files: &[&'a ast::File], diagnostics: &mut Vec<Diagnostic>) -
 
 fn duplicate(diagnostics: &mut Vec<Diagnostic>, what: &str, name: &ast::Ident, first: Span) {
     diagnostics.push(
-        Diagnostic::error(format!("{what} `{}` is declared twice", name.name), name.span)
-            .with_label("second declaration")
-            .with_secondary(first, "first declared here"),
+        Diagnostic::error(
+            format!("{what} `{}` is declared twice", name.name),
+            name.span,
+        )
+        .with_label("second declaration")
+        .with_secondary(first, "first declared here"),
     );
 }
 
-fn claim_value_name(name: &ast::Ident, taken: &mut HashMap<String, Span>, diagnostics: &mut Vec<Diagnostic>) -> bool {
+fn claim_value_name(
+    name: &ast::Ident,
+    taken: &mut HashMap<String, Span>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
     if BUILTIN_NAMES.contains(&name.name.as_str()) {
         diagnostics.push(
             Diagnostic::error(format!("`{}` is a built-in name", name.name), name.span)
@@ -218,14 +270,21 @@ fn check_unique_idents(idents: &[ast::Ident], what: &str, diagnostics: &mut Vec<
     }
 }
 
-fn resolve_fields(fields: &[ast::Field], scope: &Scope<'_>, diagnostics: &mut Vec<Diagnostic>) -> Vec<FieldSymbol> {
+fn resolve_fields(
+    fields: &[ast::Field],
+    scope: &Scope<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<FieldSymbol> {
     let mut resolved: Vec<FieldSymbol> = Vec::new();
     for field in fields {
         if let Some(first) = resolved.iter().find(|f| f.name == field.name.name) {
             diagnostics.push(
-                Diagnostic::error(format!("attribute `{}` is declared twice", field.name.name), field.name.span)
-                    .with_label("second declaration")
-                    .with_secondary(first.span, "first declared here"),
+                Diagnostic::error(
+                    format!("attribute `{}` is declared twice", field.name.name),
+                    field.name.span,
+                )
+                .with_label("second declaration")
+                .with_secondary(first.span, "first declared here"),
             );
             continue;
         }
@@ -238,23 +297,38 @@ fn resolve_fields(fields: &[ast::Field], scope: &Scope<'_>, diagnostics: &mut Ve
         }
         let ty = resolve_type(&field.ty, scope, diagnostics);
         check_attribute_type(&ty, &field.ty, scope, diagnostics);
-        resolved.push(FieldSymbol { name: field.name.name.clone(), ty, span: field.name.span });
+        resolved.push(FieldSymbol {
+            name: field.name.name.clone(),
+            ty,
+            span: field.name.span,
+        });
     }
     resolved
 }
 
 /// Request attributes must bind into a fixed-size record: sets hold strings,
 /// factors or enum values, and optionals do not nest.
-fn check_attribute_type(ty: &Type, written: &ast::TypeExpr, scope: &Scope<'_>, diagnostics: &mut Vec<Diagnostic>) {
+fn check_attribute_type(
+    ty: &Type,
+    written: &ast::TypeExpr,
+    scope: &Scope<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let inner = match ty {
         Type::Optional(inner) => inner.as_ref(),
         other => other,
     };
     if let Type::Set(element) = inner {
-        if !matches!(element.as_ref(), Type::String | Type::Factor | Type::Enum(_) | Type::Error) {
+        if !matches!(
+            element.as_ref(),
+            Type::String | Type::Factor | Type::Enum(_) | Type::Error
+        ) {
             diagnostics.push(
                 Diagnostic::error(
-                    format!("request attributes cannot have type `{}`", ty.display(&scope.enum_names())),
+                    format!(
+                        "request attributes cannot have type `{}`",
+                        ty.display(&scope.enum_names())
+                    ),
                     written.span,
                 )
                 .with_help("a request set holds `String`, `Factor` or enum values"),
@@ -263,10 +337,16 @@ fn check_attribute_type(ty: &Type, written: &ast::TypeExpr, scope: &Scope<'_>, d
     }
 }
 
-const TYPE_NAMES: &[&str] = &["Bool", "Int", "String", "Duration", "Time", "Ip", "Cidr", "Factor", "Set"];
+const TYPE_NAMES: &[&str] = &[
+    "Bool", "Int", "String", "Duration", "Time", "Ip", "Cidr", "Factor", "Set",
+];
 
 /// Resolves a written type. Unknown names are reported with a did-you-mean.
-pub fn resolve_type(written: &ast::TypeExpr, scope: &Scope<'_>, diagnostics: &mut Vec<Diagnostic>) -> Type {
+pub fn resolve_type(
+    written: &ast::TypeExpr,
+    scope: &Scope<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Type {
     let name = written.name.name.as_str();
     let base = match name {
         "Bool" => Type::Bool,
@@ -287,7 +367,10 @@ pub fn resolve_type(written: &ast::TypeExpr, scope: &Scope<'_>, diagnostics: &mu
                 }
                 let element = resolve_type(argument, scope, diagnostics);
                 if matches!(element, Type::Set(_)) {
-                    diagnostics.push(Diagnostic::error("sets of sets are not supported", argument.span));
+                    diagnostics.push(Diagnostic::error(
+                        "sets of sets are not supported",
+                        argument.span,
+                    ));
                 }
                 Type::set_of(element)
             }
@@ -302,10 +385,14 @@ pub fn resolve_type(written: &ast::TypeExpr, scope: &Scope<'_>, diagnostics: &mu
         _ => match scope.enum_index.get(name) {
             Some(&index) => Type::Enum(index),
             None => {
-                let candidates: Vec<&str> =
-                    TYPE_NAMES.iter().copied().chain(scope.enums.iter().map(|e| e.name.as_str())).collect();
-                let mut diagnostic = Diagnostic::error(format!("unknown type `{name}`"), written.name.span)
-                    .with_label("not a type");
+                let candidates: Vec<&str> = TYPE_NAMES
+                    .iter()
+                    .copied()
+                    .chain(scope.enums.iter().map(|e| e.name.as_str()))
+                    .collect();
+                let mut diagnostic =
+                    Diagnostic::error(format!("unknown type `{name}`"), written.name.span)
+                        .with_label("not a type");
                 if let Some(close) = did_you_mean(name, candidates) {
                     diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
                 }
@@ -316,8 +403,11 @@ pub fn resolve_type(written: &ast::TypeExpr, scope: &Scope<'_>, diagnostics: &mu
     };
     if written.argument.is_some() && name != "Set" {
         diagnostics.push(
-            Diagnostic::error(format!("type `{name}` takes no type argument"), written.span)
-                .with_help("only `Set<T>` takes a type argument"),
+            Diagnostic::error(
+                format!("type `{name}` takes no type argument"),
+                written.span,
+            )
+            .with_help("only `Set<T>` takes a type argument"),
         );
     }
     if written.optional {

@@ -13,5 +13,8 @@ pub const MODULES: &[(&str, &str)] = &[
 
 /// Returns the source of standard library module `name`.
 pub fn module(name: &str) -> Option<&'static str> {
-    MODULES.iter().find(|(module, _)| *module == name).map(|(_, source)| *source)
+    MODULES
+        .iter()
+        .find(|(module, _)| *module == name)
+        .map(|(_, source)| *source)
 }

@@ -83,7 +83,14 @@ impl fmt::Display for TypeDisplay<'_> {
             Type::Cidr => write!(f, "Cidr"),
             Type::Factor => write!(f, "Factor"),
             Type::Enum(index) => {
-                write!(f, "{}", self.enums.get(*index as usize).map(String::as_str).unwrap_or("?"))
+                write!(
+                    f,
+                    "{}",
+                    self.enums
+                        .get(*index as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?")
+                )
             }
             Type::Set(element) => write!(f, "Set<{}>", element.display(self.enums)),
             Type::Optional(inner) => write!(f, "{}?", inner.display(self.enums)),
@@ -105,9 +112,15 @@ pub enum ConstValue {
     /// Microseconds since the Unix epoch.
     Time(i64),
     Ip(u128),
-    Cidr { network: u128, prefix: u8 },
+    Cidr {
+        network: u128,
+        prefix: u8,
+    },
     Factor(u8),
-    Enum { enumeration: u32, variant: u32 },
+    Enum {
+        enumeration: u32,
+        variant: u32,
+    },
     /// Elements sorted and without duplicates.
     Set(Vec<ConstValue>),
     None,
@@ -115,7 +128,10 @@ pub enum ConstValue {
 
 impl ConstValue {
     pub fn cidr(cidr: Cidr) -> ConstValue {
-        ConstValue::Cidr { network: cidr.network, prefix: cidr.prefix }
+        ConstValue::Cidr {
+            network: cidr.network,
+            prefix: cidr.prefix,
+        }
     }
 
     pub fn set(mut elements: Vec<ConstValue>) -> ConstValue {
@@ -134,20 +150,29 @@ impl ConstValue {
             ConstValue::Duration(value) => Value::String(format_duration(*value)),
             ConstValue::Time(value) => Value::String(format_time(*value)),
             ConstValue::Ip(value) => Value::String(format_ip(*value)),
-            ConstValue::Cidr { network, prefix } => {
-                Value::String(format_cidr(Cidr { network: *network, prefix: *prefix }))
-            }
-            ConstValue::Factor(index) => {
-                Value::String(Factor::from_index(usize::from(*index)).map(Factor::name).unwrap_or("?").to_string())
-            }
-            ConstValue::Enum { enumeration, variant } => Value::String(
+            ConstValue::Cidr { network, prefix } => Value::String(format_cidr(Cidr {
+                network: *network,
+                prefix: *prefix,
+            })),
+            ConstValue::Factor(index) => Value::String(
+                Factor::from_index(usize::from(*index))
+                    .map(Factor::name)
+                    .unwrap_or("?")
+                    .to_string(),
+            ),
+            ConstValue::Enum {
+                enumeration,
+                variant,
+            } => Value::String(
                 enums
                     .get(*enumeration as usize)
                     .and_then(|variants| variants.get(*variant as usize))
                     .cloned()
                     .unwrap_or_default(),
             ),
-            ConstValue::Set(elements) => Value::Array(elements.iter().map(|e| e.to_json(enums)).collect()),
+            ConstValue::Set(elements) => {
+                Value::Array(elements.iter().map(|e| e.to_json(enums)).collect())
+            }
             ConstValue::None => Value::Null,
         }
     }

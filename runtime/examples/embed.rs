@@ -46,8 +46,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // First request: the flow starts and asks for a password.
     let request = LoginRequest {
         event: "login",
-        principal: Principal { kind: "human", id: "u-42", roles: vec!["dev"], department: "eng", employment: "employee" },
-        context: Context { resource: "mail", ip: "10.1.2.3", risk: 12, device_trusted: true },
+        principal: Principal {
+            kind: "human",
+            id: "u-42",
+            roles: vec!["dev"],
+            department: "eng",
+            employment: "employee",
+        },
+        context: Context {
+            resource: "mail",
+            ip: "10.1.2.3",
+            risk: 12,
+            device_trusted: true,
+        },
         now: "2026-12-04T10:00:00Z",
     };
     let state = policy.start_typed(&request, 0)?;
@@ -72,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for step in &trace.steps {
                 println!("  line {:>3}  {:<60} {}", step.line, step.step, step.result);
             }
-            println!("attributes: {}", serde_json::to_string(&outcome.attributes)?);
+            println!(
+                "attributes: {}",
+                serde_json::to_string(&outcome.attributes)?
+            );
         }
     }
     Ok(())

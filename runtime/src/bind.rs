@@ -35,7 +35,10 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> InputError {
-    InputError { field: field.into(), message: message.into() }
+    InputError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// A validated attribute value.
@@ -75,11 +78,29 @@ pub struct Request {
 /// A validated event.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Verified { factor: Factor, at: i64 },
-    Failed { factor: Factor, at: i64 },
-    Enrolled { factor: Factor, at: i64 },
-    Approval { role: String, approver: String, granted: bool, at: i64 },
-    Update { principal: Vec<(usize, Option<Value>)>, context: Vec<(usize, Option<Value>)>, at: i64 },
+    Verified {
+        factor: Factor,
+        at: i64,
+    },
+    Failed {
+        factor: Factor,
+        at: i64,
+    },
+    Enrolled {
+        factor: Factor,
+        at: i64,
+    },
+    Approval {
+        role: String,
+        approver: String,
+        granted: bool,
+        at: i64,
+    },
+    Update {
+        principal: Vec<(usize, Option<Value>)>,
+        context: Vec<(usize, Option<Value>)>,
+        at: i64,
+    },
 }
 
 impl Event {
@@ -129,12 +150,25 @@ fn kind_of(value: &Json) -> &'static str {
     }
 }
 
-fn object<'a>(value: &'a Json, field: &str) -> Result<&'a serde_json::Map<String, Json>, InputError> {
-    value.as_object().ok_or_else(|| invalid(field, format!("expected an object, found {}", kind_of(value))))
+fn object<'a>(
+    value: &'a Json,
+    field: &str,
+) -> Result<&'a serde_json::Map<String, Json>, InputError> {
+    value.as_object().ok_or_else(|| {
+        invalid(
+            field,
+            format!("expected an object, found {}", kind_of(value)),
+        )
+    })
 }
 
 fn string<'a>(value: &'a Json, field: &str) -> Result<&'a str, InputError> {
-    value.as_str().ok_or_else(|| invalid(field, format!("expected a string, found {}", kind_of(value))))
+    value.as_str().ok_or_else(|| {
+        invalid(
+            field,
+            format!("expected a string, found {}", kind_of(value)),
+        )
+    })
 }
 
 fn time(value: &Json, field: &str) -> Result<i64, InputError> {
@@ -145,22 +179,44 @@ fn factor(value: &Json, field: &str) -> Result<Factor, InputError> {
     let name = string(value, field)?;
     Factor::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = Factor::ALL.iter().map(|f| f.name()).collect();
-        invalid(field, format!("unknown factor `{name}` (expected one of: {})", names.join(", ")))
+        invalid(
+            field,
+            format!(
+                "unknown factor `{name}` (expected one of: {})",
+                names.join(", ")
+            ),
+        )
     })
 }
 
-fn reject_unknown_keys(map: &serde_json::Map<String, Json>, allowed: &[&str], field: &str) -> Result<(), InputError> {
+fn reject_unknown_keys(
+    map: &serde_json::Map<String, Json>,
+    allowed: &[&str],
+    field: &str,
+) -> Result<(), InputError> {
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
-            let path = if field.is_empty() { key.clone() } else { format!("{field}.{key}") };
-            return Err(invalid(path, format!("unknown field (expected one of: {})", allowed.join(", "))));
+            let path = if field.is_empty() {
+                key.clone()
+            } else {
+                format!("{field}.{key}")
+            };
+            return Err(invalid(
+                path,
+                format!("unknown field (expected one of: {})", allowed.join(", ")),
+            ));
         }
     }
     Ok(())
 }
 
 /// Validates one value against its type; `null` is `None` for optionals.
-pub fn value(program: &Program, json: &Json, ty: &ValueType, field: &str) -> Result<Option<Value>, InputError> {
+pub fn value(
+    program: &Program,
+    json: &Json,
+    ty: &ValueType,
+    field: &str,
+) -> Result<Option<Value>, InputError> {
     if let ValueType::Optional(inner) = ty {
         if json.is_null() {
             return Ok(None);
@@ -168,36 +224,69 @@ pub fn value(program: &Program, json: &Json, ty: &ValueType, field: &str) -> Res
         return value(program, json, inner, field);
     }
     if json.is_null() {
-        return Err(invalid(field, format!("expected {}, found null", describe(program, ty))));
+        return Err(invalid(
+            field,
+            format!("expected {}, found null", describe(program, ty)),
+        ));
     }
-    let mismatch = || invalid(field, format!("expected {}, found {}", describe(program, ty), kind_of(json)));
+    let mismatch = || {
+        invalid(
+            field,
+            format!(
+                "expected {}, found {}",
+                describe(program, ty),
+                kind_of(json)
+            ),
+        )
+    };
     let parsed = match ty {
         ValueType::Bool => Value::Bool(json.as_bool().ok_or_else(mismatch)?),
         ValueType::Int => match json {
             Json::Number(number) => match number.as_i64() {
                 Some(v) => Value::Int(v),
-                None if number.is_u64() => return Err(invalid(field, format!("integer {number} is out of range"))),
-                None => return Err(invalid(field, format!("expected an integer, found {number}"))),
+                None if number.is_u64() => {
+                    return Err(invalid(field, format!("integer {number} is out of range")))
+                }
+                None => {
+                    return Err(invalid(
+                        field,
+                        format!("expected an integer, found {number}"),
+                    ))
+                }
             },
             _ => return Err(mismatch()),
         },
         ValueType::String => Value::Str(json.as_str().ok_or_else(mismatch)?.to_string()),
-        ValueType::Duration => {
-            Value::Duration(parse_duration(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?)
+        ValueType::Duration => Value::Duration(
+            parse_duration(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?,
+        ),
+        ValueType::Time => Value::Time(
+            parse_time(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?,
+        ),
+        ValueType::Ip => {
+            Value::Ip(parse_ip(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?)
         }
-        ValueType::Time => Value::Time(parse_time(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
-        ValueType::Ip => Value::Ip(parse_ip(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
-        ValueType::Cidr => Value::Cidr(parse_cidr(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?),
+        ValueType::Cidr => Value::Cidr(
+            parse_cidr(json.as_str().ok_or_else(mismatch)?).map_err(|m| invalid(field, m))?,
+        ),
         ValueType::Factor => Value::Factor(factor(json, field)? as u8),
         ValueType::Enum(index) => {
             let name = json.as_str().ok_or_else(mismatch)?;
             let enumeration = &program.schema.enums[*index as usize];
-            let variant = enumeration.variants.iter().position(|v| v == name).ok_or_else(|| {
-                invalid(
-                    field,
-                    format!("unknown value `{name}` for `{}` (expected one of: {})", enumeration.name, enumeration.variants.join(", ")),
-                )
-            })?;
+            let variant = enumeration
+                .variants
+                .iter()
+                .position(|v| v == name)
+                .ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!(
+                            "unknown value `{name}` for `{}` (expected one of: {})",
+                            enumeration.name,
+                            enumeration.variants.join(", ")
+                        ),
+                    )
+                })?;
             Value::Enum(variant as u32)
         }
         ValueType::Set(element) => {
@@ -234,8 +323,15 @@ fn describe(program: &Program, ty: &ValueType) -> String {
         ValueType::Ip => "an IP address string".into(),
         ValueType::Cidr => "a CIDR string such as \"10.0.0.0/8\"".into(),
         ValueType::Factor => "a factor name".into(),
-        ValueType::Enum(index) => format!("a `{}` value", program.schema.enums[*index as usize].name),
-        ValueType::Set(element) => format!("an array of {}", describe(program, element).trim_start_matches("a ").trim_start_matches("an ")),
+        ValueType::Enum(index) => {
+            format!("a `{}` value", program.schema.enums[*index as usize].name)
+        }
+        ValueType::Set(element) => format!(
+            "an array of {}",
+            describe(program, element)
+                .trim_start_matches("a ")
+                .trim_start_matches("an ")
+        ),
         ValueType::Optional(inner) => format!("{} or null", describe(program, inner)),
     }
 }
@@ -254,8 +350,15 @@ fn attributes(
         if skip.contains(&key.as_str()) || declared.iter().any(|a| a.name == *key) {
             continue;
         }
-        let names: Vec<&str> = declared.iter().map(|a| a.name.as_str()).chain(skip.iter().copied()).collect();
-        return Err(invalid(format!("{field}.{key}"), format!("undeclared attribute (declared: {})", names.join(", "))));
+        let names: Vec<&str> = declared
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(skip.iter().copied())
+            .collect();
+        return Err(invalid(
+            format!("{field}.{key}"),
+            format!("undeclared attribute (declared: {})", names.join(", ")),
+        ));
     }
     let mut values = Vec::new();
     for (index, attribute) in declared.iter().enumerate() {
@@ -263,7 +366,13 @@ fn attributes(
         match map.get(&attribute.name) {
             Some(json) => values.push((index, value(program, json, &attribute.ty, &path)?)),
             None if complete && !matches!(attribute.ty, ValueType::Optional(_)) => {
-                return Err(invalid(path, format!("missing required attribute ({})", describe(program, &attribute.ty))));
+                return Err(invalid(
+                    path,
+                    format!(
+                        "missing required attribute ({})",
+                        describe(program, &attribute.ty)
+                    ),
+                ));
             }
             None => {}
         }
@@ -282,32 +391,88 @@ fn full(values: Vec<(usize, Option<Value>)>, count: usize) -> Vec<Option<Value>>
 /// Validates a request. `default_now` is used when the request has no `now`.
 pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Request, InputError> {
     let map = object(json, "")?;
-    reject_unknown_keys(map, &["flow", "event", "principal", "context", "session", "switches", "now"], "")?;
+    reject_unknown_keys(
+        map,
+        &[
+            "flow",
+            "event",
+            "principal",
+            "context",
+            "session",
+            "switches",
+            "now",
+        ],
+        "",
+    )?;
     let now = match map.get("now") {
         Some(value) => time(value, "now")?,
         None => default_now,
     };
 
-    let principal_json = map.get("principal").ok_or_else(|| invalid("principal", "missing required field"))?;
+    let principal_json = map
+        .get("principal")
+        .ok_or_else(|| invalid("principal", "missing required field"))?;
     let principal_map = object(principal_json, "principal")?;
-    let kind_name = string(principal_map.get("kind").ok_or_else(|| invalid("principal.kind", "missing required field"))?, "principal.kind")?;
-    let kind = program.schema.kinds.iter().position(|k| k.name == kind_name).ok_or_else(|| {
-        let names: Vec<&str> = program.schema.kinds.iter().map(|k| k.name.as_str()).collect();
-        invalid("principal.kind", format!("unknown principal kind `{kind_name}` (declared: {})", names.join(", ")))
-    })? as u32;
-    let id = string(principal_map.get("id").ok_or_else(|| invalid("principal.id", "missing required field"))?, "principal.id")?.to_string();
+    let kind_name = string(
+        principal_map
+            .get("kind")
+            .ok_or_else(|| invalid("principal.kind", "missing required field"))?,
+        "principal.kind",
+    )?;
+    let kind = program
+        .schema
+        .kinds
+        .iter()
+        .position(|k| k.name == kind_name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = program
+                .schema
+                .kinds
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect();
+            invalid(
+                "principal.kind",
+                format!(
+                    "unknown principal kind `{kind_name}` (declared: {})",
+                    names.join(", ")
+                ),
+            )
+        })? as u32;
+    let id = string(
+        principal_map
+            .get("id")
+            .ok_or_else(|| invalid("principal.id", "missing required field"))?,
+        "principal.id",
+    )?
+    .to_string();
     if id.is_empty() {
         return Err(invalid("principal.id", "must not be empty"));
     }
     let mut enrolled = 0;
     if let Some(list) = principal_map.get("enrolled") {
-        let items = list.as_array().ok_or_else(|| invalid("principal.enrolled", format!("expected an array of factor names, found {}", kind_of(list))))?;
+        let items = list.as_array().ok_or_else(|| {
+            invalid(
+                "principal.enrolled",
+                format!("expected an array of factor names, found {}", kind_of(list)),
+            )
+        })?;
         for (i, item) in items.iter().enumerate() {
             enrolled |= factor(item, &format!("principal.enrolled[{i}]"))?.bit();
         }
     }
     let declared = &program.schema.kinds[kind as usize].attributes;
-    let principal = full(attributes(program, principal_map, declared, "principal", &["kind", "id", "enrolled"], true)?, declared.len());
+    let principal = full(
+        attributes(
+            program,
+            principal_map,
+            declared,
+            "principal",
+            &["kind", "id", "enrolled"],
+            true,
+        )?,
+        declared.len(),
+    );
 
     let flow = route(program, map, kind)?;
 
@@ -316,27 +481,62 @@ pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Reque
         Some(value) => object(value, "context")?,
         None => &empty,
     };
-    let context = full(attributes(program, context_map, &program.schema.context, "context", &[], true)?, program.schema.context.len());
+    let context = full(
+        attributes(
+            program,
+            context_map,
+            &program.schema.context,
+            "context",
+            &[],
+            true,
+        )?,
+        program.schema.context.len(),
+    );
 
     let switches = switches(program, map.get("switches"))?;
 
     let (session_started, last_active, session_factors) = session(map.get("session"), now)?;
-    Ok(Request { flow, kind, id, principal, enrolled, context, switches, now, session_started, last_active, session_factors })
+    Ok(Request {
+        flow,
+        kind,
+        id,
+        principal,
+        enrolled,
+        context,
+        switches,
+        now,
+        session_started,
+        last_active,
+        session_factors,
+    })
 }
 
-fn route(program: &Program, map: &serde_json::Map<String, Json>, kind: u32) -> Result<usize, InputError> {
+fn route(
+    program: &Program,
+    map: &serde_json::Map<String, Json>,
+    kind: u32,
+) -> Result<usize, InputError> {
     let kind_name = &program.schema.kinds[kind as usize].name;
     match (map.get("flow"), map.get("event")) {
         (Some(_), Some(_)) => Err(invalid("event", "give either `flow` or `event`, not both")),
-        (None, None) => Err(invalid("flow", "missing: give `flow` (a flow name) or `event` (a lifecycle event)")),
+        (None, None) => Err(invalid(
+            "flow",
+            "missing: give `flow` (a flow name) or `event` (a lifecycle event)",
+        )),
         (Some(flow), None) => {
             let name = string(flow, "flow")?;
             let (index, flow) = program.flow(name).ok_or_else(|| {
                 let names: Vec<&str> = program.flows.iter().map(|f| f.name.as_str()).collect();
-                invalid("flow", format!("unknown flow `{name}` (flows: {})", names.join(", ")))
+                invalid(
+                    "flow",
+                    format!("unknown flow `{name}` (flows: {})", names.join(", ")),
+                )
             })?;
             if !flow.kinds.contains(&kind) {
-                return Err(invalid("flow", format!("flow `{name}` does not accept principal kind `{kind_name}`")));
+                return Err(invalid(
+                    "flow",
+                    format!("flow `{name}` does not accept principal kind `{kind_name}`"),
+                ));
             }
             Ok(index)
         }
@@ -346,7 +546,12 @@ fn route(program: &Program, map: &serde_json::Map<String, Json>, kind: u32) -> R
                 .flows
                 .iter()
                 .position(|f| f.event.as_deref() == Some(name) && f.kinds.contains(&kind))
-                .ok_or_else(|| invalid("event", format!("no flow handles event `{name}` for principal kind `{kind_name}`")))
+                .ok_or_else(|| {
+                    invalid(
+                        "event",
+                        format!("no flow handles event `{name}` for principal kind `{kind_name}`"),
+                    )
+                })
         }
     }
 }
@@ -359,8 +564,16 @@ fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>
     };
     for key in given.keys() {
         if !program.schema.switches.iter().any(|s| s.name == *key) {
-            let names: Vec<&str> = program.schema.switches.iter().map(|s| s.name.as_str()).collect();
-            return Err(invalid(format!("switches.{key}"), format!("unknown switch (declared: {})", names.join(", "))));
+            let names: Vec<&str> = program
+                .schema
+                .switches
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            return Err(invalid(
+                format!("switches.{key}"),
+                format!("unknown switch (declared: {})", names.join(", ")),
+            ));
         }
     }
     program
@@ -380,7 +593,9 @@ fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>
 type Session = (i64, i64, Vec<(Factor, i64)>);
 
 fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
-    let Some(json) = json else { return Ok((now, now, Vec::new())) };
+    let Some(json) = json else {
+        return Ok((now, now, Vec::new()));
+    };
     let map = object(json, "session")?;
     reject_unknown_keys(map, &["started_at", "last_active_at", "factors"], "session")?;
     let started = match map.get("started_at") {
@@ -388,26 +603,50 @@ fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
         None => now,
     };
     if started > now {
-        return Err(invalid("session.started_at", "the session starts after the request's `now`"));
+        return Err(invalid(
+            "session.started_at",
+            "the session starts after the request's `now`",
+        ));
     }
     let last_active = match map.get("last_active_at") {
         Some(value) => time(value, "session.last_active_at")?,
         None => started,
     };
     if last_active > now || last_active < started {
-        return Err(invalid("session.last_active_at", "must lie between `session.started_at` and the request's `now`"));
+        return Err(invalid(
+            "session.last_active_at",
+            "must lie between `session.started_at` and the request's `now`",
+        ));
     }
     let mut factors = Vec::new();
     if let Some(list) = map.get("factors") {
-        let items = list.as_array().ok_or_else(|| invalid("session.factors", format!("expected an array, found {}", kind_of(list))))?;
+        let items = list.as_array().ok_or_else(|| {
+            invalid(
+                "session.factors",
+                format!("expected an array, found {}", kind_of(list)),
+            )
+        })?;
         for (i, item) in items.iter().enumerate() {
             let path = format!("session.factors[{i}]");
             let entry = object(item, &path)?;
             reject_unknown_keys(entry, &["factor", "at"], &path)?;
-            let f = factor(entry.get("factor").ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?, &format!("{path}.factor"))?;
-            let at = time(entry.get("at").ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?, &format!("{path}.at"))?;
+            let f = factor(
+                entry
+                    .get("factor")
+                    .ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?,
+                &format!("{path}.factor"),
+            )?;
+            let at = time(
+                entry
+                    .get("at")
+                    .ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?,
+                &format!("{path}.at"),
+            )?;
             if at > now {
-                return Err(invalid(format!("{path}.at"), "a factor cannot be verified after the request's `now`"));
+                return Err(invalid(
+                    format!("{path}.at"),
+                    "a factor cannot be verified after the request's `now`",
+                ));
             }
             factors.push((f, at));
         }
@@ -416,19 +655,35 @@ fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
 }
 
 /// Validates one event. `field` prefixes error paths, e.g. `events[2]`.
-pub fn event(program: &Program, request: &Request, json: &Json, field: &str) -> Result<Event, InputError> {
+pub fn event(
+    program: &Program,
+    request: &Request,
+    json: &Json,
+    field: &str,
+) -> Result<Event, InputError> {
     let map = object(json, field)?;
     if map.len() != 1 {
         return Err(invalid(field, "an event is an object with exactly one key: factor_verified, factor_failed, factor_enrolled, approval or update"));
     }
-    let (name, body) = map.iter().next().ok_or_else(|| invalid(field, "empty event"))?;
+    let (name, body) = map
+        .iter()
+        .next()
+        .ok_or_else(|| invalid(field, "empty event"))?;
     let path = format!("{field}.{name}");
     let body_map = object(body, &path)?;
     let at_of = |map: &serde_json::Map<String, Json>| -> Result<i64, InputError> {
-        time(map.get("at").ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?, &format!("{path}.at"))
+        time(
+            map.get("at")
+                .ok_or_else(|| invalid(format!("{path}.at"), "missing required field"))?,
+            &format!("{path}.at"),
+        )
     };
     let factor_of = |map: &serde_json::Map<String, Json>| -> Result<Factor, InputError> {
-        factor(map.get("factor").ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?, &format!("{path}.factor"))
+        factor(
+            map.get("factor")
+                .ok_or_else(|| invalid(format!("{path}.factor"), "missing required field"))?,
+            &format!("{path}.factor"),
+        )
     };
     match name.as_str() {
         "factor_verified" | "factor_failed" | "factor_enrolled" => {
@@ -504,10 +759,18 @@ impl Facts {
     }
 
     /// Applies one event. Events may not go back in time.
-    pub fn apply(&mut self, program: &Program, event: &Event, field: &str) -> Result<(), InputError> {
+    pub fn apply(
+        &mut self,
+        program: &Program,
+        event: &Event,
+        field: &str,
+    ) -> Result<(), InputError> {
         let at = event.at();
         if at < self.now {
-            return Err(invalid(format!("{field}.at"), "the event is earlier than the previous evaluation; events must be in time order"));
+            return Err(invalid(
+                format!("{field}.at"),
+                "the event is earlier than the previous evaluation; events must be in time order",
+            ));
         }
         self.now = at;
         match event {
@@ -519,7 +782,12 @@ impl Facts {
                 self.failures[*factor as usize] = self.failures[*factor as usize].saturating_add(1);
             }
             Event::Enrolled { factor, .. } => self.enrolled |= factor.bit(),
-            Event::Approval { role, approver, granted, at } => {
+            Event::Approval {
+                role,
+                approver,
+                granted,
+                at,
+            } => {
                 // Approvals by the principal itself and by roles no step lists never count.
                 if *approver == self.request.id {
                     return Ok(());
@@ -536,7 +804,9 @@ impl Facts {
                     }
                 }
             }
-            Event::Update { principal, context, .. } => {
+            Event::Update {
+                principal, context, ..
+            } => {
                 for (index, value) in principal {
                     self.request.principal[*index] = value.clone();
                 }
@@ -560,7 +830,11 @@ pub struct Strings<'p> {
 
 impl<'p> Strings<'p> {
     pub fn new(pool: &'p HashMap<String, u64>) -> Strings<'p> {
-        Strings { pool, pool_size: pool.len() as u64, dynamic: Vec::new() }
+        Strings {
+            pool,
+            pool_size: pool.len() as u64,
+            dynamic: Vec::new(),
+        }
     }
 
     fn intern(&mut self, text: &str, slot_index: usize) -> u64 {
@@ -576,21 +850,40 @@ impl<'p> Strings<'p> {
     }
 
     fn lookup(&self, text: &str) -> Option<u64> {
-        self.pool.get(text).copied().or_else(|| self.dynamic.iter().find(|(s, _)| s == text).map(|(_, id)| *id))
+        self.pool.get(text).copied().or_else(|| {
+            self.dynamic
+                .iter()
+                .find(|(s, _)| s == text)
+                .map(|(_, id)| *id)
+        })
     }
 
     /// The text of an id, for rendering outputs.
     pub fn text<'s>(&'s self, id: u64, program: &'s Program) -> &'s str {
         if id < self.pool_size {
-            return program.strings.get(id as usize).map(String::as_str).unwrap_or("");
+            return program
+                .strings
+                .get(id as usize)
+                .map(String::as_str)
+                .unwrap_or("");
         }
-        self.dynamic.iter().find(|(_, i)| *i == id).map(|(s, _)| s.as_str()).unwrap_or("")
+        self.dynamic
+            .iter()
+            .find(|(_, i)| *i == id)
+            .map(|(s, _)| s.as_str())
+            .unwrap_or("")
     }
 }
 
 /// Writes facts into `record` (which must hold `layout.words` words).
 /// `slot_index` maps a string slot's record word to its index.
-pub fn bind(program: &Program, facts: &Facts, slot_index: &HashMap<u32, usize>, strings: &mut Strings<'_>, record: &mut [u64]) {
+pub fn bind(
+    program: &Program,
+    facts: &Facts,
+    slot_index: &HashMap<u32, usize>,
+    strings: &mut Strings<'_>,
+    record: &mut [u64],
+) {
     record.fill(0);
     record[slot::NOW as usize] = facts.now as u64;
     record[slot::FLOW_STARTED as usize] = facts.flow_started as u64;
@@ -611,10 +904,22 @@ pub fn bind(program: &Program, facts: &Facts, slot_index: &HashMap<u32, usize>, 
     record[slot::PRINCIPAL_ID as usize] = strings.intern(&facts.request.id, 0);
 
     let kind = &program.schema.kinds[facts.request.kind as usize];
-    let mut values: Vec<(&Attribute, &Option<Value>)> = kind.attributes.iter().zip(&facts.request.principal).collect();
+    let mut values: Vec<(&Attribute, &Option<Value>)> = kind
+        .attributes
+        .iter()
+        .zip(&facts.request.principal)
+        .collect();
     values.extend(program.schema.context.iter().zip(&facts.request.context));
-    let switch_attributes: Vec<Attribute> =
-        program.schema.switches.iter().map(|s| Attribute { name: s.name.clone(), ty: s.ty.clone(), slot: s.slot }).collect();
+    let switch_attributes: Vec<Attribute> = program
+        .schema
+        .switches
+        .iter()
+        .map(|s| Attribute {
+            name: s.name.clone(),
+            ty: s.ty.clone(),
+            slot: s.slot,
+        })
+        .collect();
     values.extend(switch_attributes.iter().zip(&facts.request.switches));
 
     // Scalar strings first, so that sets can mark their ids.

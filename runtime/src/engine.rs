@@ -95,24 +95,47 @@ impl Policy {
     pub fn new(program: Program) -> Result<Policy, String> {
         program.verify()?;
         let digest = program.digest();
-        let pool = program.strings.iter().enumerate().map(|(i, s)| (s.clone(), i as u64)).collect();
-        let slot_index = program.layout.string_slots.iter().enumerate().map(|(i, &slot)| (slot, i)).collect();
-        Ok(Policy { program, digest, pool, slot_index })
+        let pool = program
+            .strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u64))
+            .collect();
+        let slot_index = program
+            .layout
+            .string_slots
+            .iter()
+            .enumerate()
+            .map(|(i, &slot)| (slot, i))
+            .collect();
+        Ok(Policy {
+            program,
+            digest,
+            pool,
+            slot_index,
+        })
     }
 
     /// Loads bytecode written by [`Policy::to_bytecode`]; a changed program
     /// no longer matches its digest and is rejected.
     pub fn load(bytecode: &str) -> Result<Policy, String> {
-        let parsed: Bytecode = serde_json::from_str(bytecode).map_err(|error| format!("invalid bytecode: {error}"))?;
+        let parsed: Bytecode =
+            serde_json::from_str(bytecode).map_err(|error| format!("invalid bytecode: {error}"))?;
         let policy = Policy::new(parsed.program)?;
         if policy.digest != parsed.digest {
-            return Err(format!("bytecode digest mismatch: the file says {}, the program hashes to {}", parsed.digest, policy.digest));
+            return Err(format!(
+                "bytecode digest mismatch: the file says {}, the program hashes to {}",
+                parsed.digest, policy.digest
+            ));
         }
         Ok(policy)
     }
 
     pub fn to_bytecode(&self) -> String {
-        let bytecode = Bytecode { digest: self.digest.clone(), program: self.program.clone() };
+        let bytecode = Bytecode {
+            digest: self.digest.clone(),
+            program: self.program.clone(),
+        };
         serde_json::to_string(&bytecode).unwrap_or_default()
     }
 
@@ -126,9 +149,25 @@ impl Policy {
 
     /// Buffers large enough for every flow of this policy.
     pub fn scratch(&self) -> Scratch {
-        let registers = self.program.flows.iter().map(|f| f.registers).max().unwrap_or(0) as usize;
-        let outcome = self.program.flows.iter().map(|f| f.outcome_words).max().unwrap_or(0) as usize;
-        Scratch { record: vec![0; self.program.layout.words as usize], registers: vec![0; registers], outcome: vec![0; outcome] }
+        let registers = self
+            .program
+            .flows
+            .iter()
+            .map(|f| f.registers)
+            .max()
+            .unwrap_or(0) as usize;
+        let outcome = self
+            .program
+            .flows
+            .iter()
+            .map(|f| f.outcome_words)
+            .max()
+            .unwrap_or(0) as usize;
+        Scratch {
+            record: vec![0; self.program.layout.words as usize],
+            registers: vec![0; registers],
+            outcome: vec![0; outcome],
+        }
     }
 
     /// Validates a request and starts a flow. `default_now` (microseconds
@@ -137,25 +176,42 @@ impl Policy {
         let validated = bind::request(&self.program, request, default_now)?;
         let mut canonical = request.clone();
         if let Some(map) = canonical.as_object_mut() {
-            map.entry("now").or_insert_with(|| Json::from(format_time(default_now)));
+            map.entry("now")
+                .or_insert_with(|| Json::from(format_time(default_now)));
         }
         let flow = self.program.flows[validated.flow].name.clone();
         let mut hasher = Sha256::new();
         hasher.update(self.digest.as_bytes());
         hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
         let instance = hex(&hasher.finalize()[..8]);
-        Ok(FlowState { policy: self.digest.clone(), flow, instance, request: canonical, events: Vec::new() })
+        Ok(FlowState {
+            policy: self.digest.clone(),
+            flow,
+            instance,
+            request: canonical,
+            events: Vec::new(),
+        })
     }
 
     /// Like [`Policy::start`], from JSON text (duplicate keys are rejected).
     pub fn start_json(&self, text: &str, default_now: i64) -> Result<FlowState, InputError> {
-        let json = crate::json::parse(text).map_err(|message| InputError { field: String::new(), message })?;
+        let json = crate::json::parse(text).map_err(|message| InputError {
+            field: String::new(),
+            message,
+        })?;
         self.start(&json, default_now)
     }
 
     /// Starts a flow from any serializable request type.
-    pub fn start_typed<T: Serialize>(&self, request: &T, default_now: i64) -> Result<FlowState, InputError> {
-        let json = serde_json::to_value(request).map_err(|error| InputError { field: String::new(), message: error.to_string() })?;
+    pub fn start_typed<T: Serialize>(
+        &self,
+        request: &T,
+        default_now: i64,
+    ) -> Result<FlowState, InputError> {
+        let json = serde_json::to_value(request).map_err(|error| InputError {
+            field: String::new(),
+            message: error.to_string(),
+        })?;
         self.start(&json, default_now)
     }
 
@@ -180,18 +236,34 @@ impl Policy {
     /// Validates the state and folds its events into facts.
     pub fn facts(&self, state: &FlowState) -> Result<Facts, EvalError> {
         if state.policy != self.digest {
-            return Err(EvalError::PolicyMismatch { state: state.policy.clone(), policy: self.digest.clone() });
+            return Err(EvalError::PolicyMismatch {
+                state: state.policy.clone(),
+                policy: self.digest.clone(),
+            });
         }
         let request = bind::request(&self.program, &state.request, 0)?;
         if state.request.get("now").is_none() {
-            return Err(InputError { field: "now".into(), message: "a stored flow state must record `now`".into() }.into());
+            return Err(InputError {
+                field: "now".into(),
+                message: "a stored flow state must record `now`".into(),
+            }
+            .into());
         }
         if self.program.flows[request.flow].name != state.flow {
-            return Err(InputError { field: "flow".into(), message: format!("the request routes to another flow than `{}`", state.flow) }.into());
+            return Err(InputError {
+                field: "flow".into(),
+                message: format!("the request routes to another flow than `{}`", state.flow),
+            }
+            .into());
         }
         let mut validated = Vec::with_capacity(state.events.len());
         for (i, json) in state.events.iter().enumerate() {
-            validated.push(bind::event(&self.program, &request, json, &format!("events[{i}]"))?);
+            validated.push(bind::event(
+                &self.program,
+                &request,
+                json,
+                &format!("events[{i}]"),
+            )?);
         }
         let mut facts = Facts::new(&self.program, request);
         for (i, event) in validated.iter().enumerate() {
@@ -205,7 +277,13 @@ impl Policy {
         let facts = self.facts(state)?;
         let mut scratch = self.scratch();
         let mut strings = Strings::new(&self.pool);
-        bind::bind(&self.program, &facts, &self.slot_index, &mut strings, &mut scratch.record);
+        bind::bind(
+            &self.program,
+            &facts,
+            &self.slot_index,
+            &mut strings,
+            &mut scratch.record,
+        );
         let flow = &self.program.flows[facts.request.flow];
         self.decide(facts.request.flow, &mut scratch);
         let words = &scratch.outcome[..flow.outcome_words as usize];
@@ -225,7 +303,13 @@ impl Policy {
     /// Binds facts into `scratch.record`; returns the string table for rendering.
     pub fn bind<'p>(&'p self, facts: &Facts, scratch: &mut Scratch) -> Strings<'p> {
         let mut strings = Strings::new(&self.pool);
-        bind::bind(&self.program, facts, &self.slot_index, &mut strings, &mut scratch.record);
+        bind::bind(
+            &self.program,
+            facts,
+            &self.slot_index,
+            &mut strings,
+            &mut scratch.record,
+        );
         strings
     }
 

@@ -68,7 +68,10 @@ impl Factor {
     }
 
     pub fn from_name(name: &str) -> Option<Factor> {
-        Factor::ALL.iter().copied().find(|factor| factor.name() == name)
+        Factor::ALL
+            .iter()
+            .copied()
+            .find(|factor| factor.name() == name)
     }
 
     pub fn from_index(index: usize) -> Option<Factor> {
@@ -93,15 +96,29 @@ pub const fn mask(factors: &[Factor]) -> u64 {
 
 /// Every factor name, sorted by bit.
 pub fn names_of(bits: u64) -> Vec<&'static str> {
-    Factor::ALL.iter().filter(|factor| bits & factor.bit() != 0).map(|factor| factor.name()).collect()
+    Factor::ALL
+        .iter()
+        .filter(|factor| bits & factor.bit() != 0)
+        .map(|factor| factor.name())
+        .collect()
 }
 
 use Factor::*;
 
 /// Authenticators that 800-63B revision 3 accepts at some level: everything
 /// but email, the non-human credentials and federated sign-in.
-pub const ACCEPTED: u64 =
-    mask(&[Password, RecoveryCode, Sms, Push, Totp, HardwareOtp, Webauthn, Passkey, SecurityKey, Piv]);
+pub const ACCEPTED: u64 = mask(&[
+    Password,
+    RecoveryCode,
+    Sms,
+    Push,
+    Totp,
+    HardwareOtp,
+    Webauthn,
+    Passkey,
+    SecurityKey,
+    Piv,
+]);
 
 /// AAL1 (section 4.1.1): any one accepted authenticator.
 const AAL1_COMBINATIONS: &[u64] = &[
@@ -155,12 +172,17 @@ pub fn combinations(level: u8) -> &'static [u64] {
 /// Every factor that belongs to some combination permitted at `level` or
 /// above: the factors a `require aalN` challenge may offer.
 pub fn level_factors(level: u8) -> u64 {
-    (level.max(1)..=3).flat_map(|l| combinations(l).iter()).fold(0, |bits, combination| bits | combination)
+    (level.max(1)..=3)
+        .flat_map(|l| combinations(l).iter())
+        .fold(0, |bits, combination| bits | combination)
 }
 
 /// The assurance level (0 to 3) that a set of verified factors reaches.
 pub fn assurance_level(verified: u64) -> u8 {
-    (1..=3).rev().find(|&level| combinations(level).iter().any(|c| verified & c == *c)).unwrap_or(0)
+    (1..=3)
+        .rev()
+        .find(|&level| combinations(level).iter().any(|c| verified & c == *c))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -178,7 +200,10 @@ mod tests {
         assert_eq!(assurance_level(mask(&[SecurityKey])), 3);
         assert_eq!(assurance_level(mask(&[Password, Webauthn])), 3);
         assert_eq!(assurance_level(mask(&[HardwareOtp, Passkey])), 3);
-        assert_eq!(assurance_level(mask(&[ClientCert, ApiKey, WorkloadToken, Federated])), 0);
+        assert_eq!(
+            assurance_level(mask(&[ClientCert, ApiKey, WorkloadToken, Federated])),
+            0
+        );
     }
 
     #[test]
@@ -193,6 +218,16 @@ mod tests {
     #[test]
     fn aal3_offers_hardware_paths() {
         let names = names_of(level_factors(3));
-        assert_eq!(names, ["password", "hardware_otp", "webauthn", "passkey", "security_key", "piv"]);
+        assert_eq!(
+            names,
+            [
+                "password",
+                "hardware_otp",
+                "webauthn",
+                "passkey",
+                "security_key",
+                "piv"
+            ]
+        );
     }
 }

@@ -9,8 +9,11 @@ use serde_json::{Map, Number, Value};
 /// Parses `text` as one JSON value, rejecting duplicate object keys.
 pub fn parse(text: &str) -> Result<Value, String> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = Strict::deserialize(&mut deserializer).map_err(|error| format!("malformed JSON: {error}"))?;
-    deserializer.end().map_err(|error| format!("malformed JSON: {error}"))?;
+    let value = Strict::deserialize(&mut deserializer)
+        .map_err(|error| format!("malformed JSON: {error}"))?;
+    deserializer
+        .end()
+        .map_err(|error| format!("malformed JSON: {error}"))?;
     Ok(value.0)
 }
 
@@ -44,7 +47,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(value).map(Value::Number).unwrap_or(Value::Null))
+        Ok(Number::from_f64(value)
+            .map(Value::Number)
+            .unwrap_or(Value::Null))
     }
 
     fn visit_str<E>(self, value: &str) -> Result<Value, E> {

@@ -36,7 +36,13 @@ pub fn run(code: &[Instr], record: &[u64], registers: &mut [u64], outcome: &mut 
 
 /// Runs `code` and appends each executed opcode to `opcodes`. Only tests
 /// use this: it shows that the executed sequence does not depend on input.
-pub fn run_recording(code: &[Instr], record: &[u64], registers: &mut [u64], outcome: &mut [u64], opcodes: &mut Vec<&'static str>) {
+pub fn run_recording(
+    code: &[Instr],
+    record: &[u64],
+    registers: &mut [u64],
+    outcome: &mut [u64],
+    opcodes: &mut Vec<&'static str>,
+) {
     for instr in code {
         opcodes.push(instr.opcode());
         execute(instr, record, registers, outcome);
@@ -53,16 +59,24 @@ fn execute(instr: &Instr, record: &[u64], r: &mut [u64], outcome: &mut [u64]) {
         Instr::Or { dst, a, b } => r[dst as usize] = r[a as usize] | r[b as usize],
         Instr::Xor { dst, a, b } => r[dst as usize] = r[a as usize] ^ r[b as usize],
         Instr::Shr { dst, a, b } => r[dst as usize] = r[a as usize] >> (r[b as usize] & 63),
-        Instr::Eq { dst, a, b } => r[dst as usize] = u64::from(r[a as usize].ct_eq(&r[b as usize]).unwrap_u8()),
+        Instr::Eq { dst, a, b } => {
+            r[dst as usize] = u64::from(r[a as usize].ct_eq(&r[b as usize]).unwrap_u8())
+        }
         Instr::Lt { dst, a, b } => r[dst as usize] = less(r[a as usize], r[b as usize]),
         Instr::Le { dst, a, b } => r[dst as usize] = less_or_equal(r[a as usize], r[b as usize]),
-        Instr::Add { dst, a, b } => r[dst as usize] = (r[a as usize] as i64).saturating_add(r[b as usize] as i64) as u64,
-        Instr::Sub { dst, a, b } => r[dst as usize] = (r[a as usize] as i64).saturating_sub(r[b as usize] as i64) as u64,
+        Instr::Add { dst, a, b } => {
+            r[dst as usize] = (r[a as usize] as i64).saturating_add(r[b as usize] as i64) as u64
+        }
+        Instr::Sub { dst, a, b } => {
+            r[dst as usize] = (r[a as usize] as i64).saturating_sub(r[b as usize] as i64) as u64
+        }
         Instr::Select { dst, cond, a, b } => {
             let choice = subtle::Choice::from((r[cond as usize] & 1) as u8);
             r[dst as usize] = u64::conditional_select(&r[b as usize], &r[a as usize], choice);
         }
-        Instr::Nonzero { dst, a } => r[dst as usize] = 1 ^ u64::from(r[a as usize].ct_eq(&0).unwrap_u8()),
+        Instr::Nonzero { dst, a } => {
+            r[dst as usize] = 1 ^ u64::from(r[a as usize].ct_eq(&0).unwrap_u8())
+        }
         Instr::Mask { dst, a } => r[dst as usize] = (r[a as usize] & 1).wrapping_neg(),
         Instr::Popcount { dst, a } => r[dst as usize] = u64::from(r[a as usize].count_ones()),
         Instr::Hour { dst, a } => r[dst as usize] = hour_of(r[a as usize] as i64) as u64,
@@ -90,7 +104,12 @@ mod tests {
             Instr::Const { dst: 0, value: 1 },
             Instr::Const { dst: 1, value: 10 },
             Instr::Const { dst: 2, value: 20 },
-            Instr::Select { dst: 3, cond: 0, a: 1, b: 2 },
+            Instr::Select {
+                dst: 3,
+                cond: 0,
+                a: 1,
+                b: 2,
+            },
             Instr::Store { slot: 0, src: 3 },
         ];
         let mut registers = [0; 4];

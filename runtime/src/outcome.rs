@@ -20,7 +20,10 @@ impl Attributes {
     }
 
     pub fn get(&self, name: &str) -> Option<&Json> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value)
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
     }
 }
 
@@ -98,7 +101,11 @@ pub fn render(program: &Program, flow: &Flow, words: &[u64], strings: &Strings<'
     let mut options: Vec<String> = Vec::new();
     if matches!(decision, Decision::Challenge | Decision::Enroll) {
         let bits = words[out::OPTIONS as usize];
-        options = Factor::ALL.iter().filter(|f| bits & f.bit() != 0).map(|f| f.name().to_string()).collect();
+        options = Factor::ALL
+            .iter()
+            .filter(|f| bits & f.bit() != 0)
+            .map(|f| f.name().to_string())
+            .collect();
         options.sort();
     }
     let mut awaiting = Vec::new();
@@ -119,15 +126,25 @@ pub fn render(program: &Program, flow: &Flow, words: &[u64], strings: &Strings<'
         for (index, emit) in flow.emits.iter().enumerate() {
             let word = words[flow.obligations as usize + index / 64];
             if word >> (index % 64) & 1 == 1 {
-                obligations.push(Obligation { name: emit.name.clone(), attributes: decode_outputs(program, &emit.attributes, words, strings) });
+                obligations.push(Obligation {
+                    name: emit.name.clone(),
+                    attributes: decode_outputs(program, &emit.attributes, words, strings),
+                });
             }
         }
     }
     let exception_marker = words[out::EXCEPTION as usize] as usize;
-    let exception = exception_marker.checked_sub(1).and_then(|i| flow.exceptions.get(i)).cloned();
+    let exception = exception_marker
+        .checked_sub(1)
+        .and_then(|i| flow.exceptions.get(i))
+        .cloned();
     Outcome {
         decision,
-        reason: if decision == Decision::Deny { site.and_then(|s| s.reason.clone()) } else { None },
+        reason: if decision == Decision::Deny {
+            site.and_then(|s| s.reason.clone())
+        } else {
+            None
+        },
         options,
         awaiting,
         attributes,
@@ -157,19 +174,42 @@ pub fn trace_steps(flow: &Flow, words: &[u64], decision: Decision) -> Vec<TraceE
         entries.push(TraceEntry {
             line: step.line,
             step: step.text.clone(),
-            guards: step.guards.iter().map(|&g| words[g as usize] == 1).collect(),
+            guards: step
+                .guards
+                .iter()
+                .map(|&g| words[g as usize] == 1)
+                .collect(),
             arm,
-            result: if decided { decision.name().to_string() } else { "continue".to_string() },
+            result: if decided {
+                decision.name().to_string()
+            } else {
+                "continue".to_string()
+            },
         });
     }
     entries
 }
 
-fn decode_outputs(program: &Program, outputs: &[Output], words: &[u64], strings: &Strings<'_>) -> Attributes {
+fn decode_outputs(
+    program: &Program,
+    outputs: &[Output],
+    words: &[u64],
+    strings: &Strings<'_>,
+) -> Attributes {
     Attributes(
         outputs
             .iter()
-            .map(|output| (output.name.clone(), decode(program, &output.ty, &words[output.offset as usize..], strings)))
+            .map(|output| {
+                (
+                    output.name.clone(),
+                    decode(
+                        program,
+                        &output.ty,
+                        &words[output.offset as usize..],
+                        strings,
+                    ),
+                )
+            })
             .collect(),
     )
 }
@@ -181,13 +221,22 @@ fn decode(program: &Program, ty: &ValueType, words: &[u64], strings: &Strings<'_
         ValueType::Duration => Json::from(format_duration(words[0] as i64)),
         ValueType::Time => Json::from(format_time(words[0] as i64)),
         ValueType::String => Json::from(strings.text(words[0], program)),
-        ValueType::Ip => Json::from(format_ip((u128::from(words[0]) << 64) | u128::from(words[1]))),
+        ValueType::Ip => Json::from(format_ip(
+            (u128::from(words[0]) << 64) | u128::from(words[1]),
+        )),
         ValueType::Cidr => {
             let network = (u128::from(words[0]) << 64) | u128::from(words[1]);
             let mask = (u128::from(words[2]) << 64) | u128::from(words[3]);
-            Json::from(format_cidr(Cidr { network, prefix: mask.count_ones() as u8 }))
+            Json::from(format_cidr(Cidr {
+                network,
+                prefix: mask.count_ones() as u8,
+            }))
         }
-        ValueType::Factor => Json::from(Factor::from_index(words[0] as usize).map(Factor::name).unwrap_or("?")),
+        ValueType::Factor => Json::from(
+            Factor::from_index(words[0] as usize)
+                .map(Factor::name)
+                .unwrap_or("?"),
+        ),
         ValueType::Enum(index) => {
             let variants = &program.schema.enums[*index as usize].variants;
             Json::from(variants.get(words[0] as usize).cloned().unwrap_or_default())
@@ -211,7 +260,11 @@ fn decode(program: &Program, ty: &ValueType, words: &[u64], strings: &Strings<'_
                     }
                     names
                 }
-                ValueType::Factor => Factor::ALL.iter().filter(|f| words[0] & f.bit() != 0).map(|f| f.name().to_string()).collect(),
+                ValueType::Factor => Factor::ALL
+                    .iter()
+                    .filter(|f| words[0] & f.bit() != 0)
+                    .map(|f| f.name().to_string())
+                    .collect(),
                 ValueType::Enum(index) => program.schema.enums[*index as usize]
                     .variants
                     .iter()

@@ -220,37 +220,102 @@ pub struct TraceStep {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Instr {
     /// `dst = record[slot]`
-    Load { dst: u32, slot: u32 },
+    Load {
+        dst: u32,
+        slot: u32,
+    },
     /// `dst = value`
-    Const { dst: u32, value: u64 },
+    Const {
+        dst: u32,
+        value: u64,
+    },
     /// `outcome[slot] = src`
-    Store { slot: u32, src: u32 },
-    And { dst: u32, a: u32, b: u32 },
-    Or { dst: u32, a: u32, b: u32 },
-    Xor { dst: u32, a: u32, b: u32 },
+    Store {
+        slot: u32,
+        src: u32,
+    },
+    And {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
+    Or {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
+    Xor {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// Logical shift right by `b & 63`.
-    Shr { dst: u32, a: u32, b: u32 },
+    Shr {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// `dst = (a == b) as u64`
-    Eq { dst: u32, a: u32, b: u32 },
+    Eq {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// Signed `dst = (a < b) as u64`
-    Lt { dst: u32, a: u32, b: u32 },
+    Lt {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// Signed `dst = (a <= b) as u64`
-    Le { dst: u32, a: u32, b: u32 },
+    Le {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// Saturating signed addition.
-    Add { dst: u32, a: u32, b: u32 },
+    Add {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// Saturating signed subtraction.
-    Sub { dst: u32, a: u32, b: u32 },
+    Sub {
+        dst: u32,
+        a: u32,
+        b: u32,
+    },
     /// `dst = if cond == 1 { a } else { b }`, without a branch.
-    Select { dst: u32, cond: u32, a: u32, b: u32 },
+    Select {
+        dst: u32,
+        cond: u32,
+        a: u32,
+        b: u32,
+    },
     /// `dst = (a != 0) as u64`
-    Nonzero { dst: u32, a: u32 },
+    Nonzero {
+        dst: u32,
+        a: u32,
+    },
     /// `dst = if a == 1 { u64::MAX } else { 0 }`: a 0/1 value as a mask.
-    Mask { dst: u32, a: u32 },
-    Popcount { dst: u32, a: u32 },
+    Mask {
+        dst: u32,
+        a: u32,
+    },
+    Popcount {
+        dst: u32,
+        a: u32,
+    },
     /// Hour of day in UTC of a time.
-    Hour { dst: u32, a: u32 },
+    Hour {
+        dst: u32,
+        a: u32,
+    },
     /// ISO weekday in UTC of a time.
-    Weekday { dst: u32, a: u32 },
+    Weekday {
+        dst: u32,
+        a: u32,
+    },
 }
 
 impl Instr {
@@ -330,7 +395,10 @@ impl Program {
     }
 
     pub fn flow(&self, name: &str) -> Option<(usize, &Flow)> {
-        self.flows.iter().enumerate().find(|(_, flow)| flow.name == name)
+        self.flows
+            .iter()
+            .enumerate()
+            .find(|(_, flow)| flow.name == name)
     }
 
     /// Checks every index in the program against the sizes it declares, so
@@ -345,10 +413,14 @@ impl Program {
         }
         let minimum = slot::ROLES + slot::WORDS_PER_ROLE * self.roles.len() as u32;
         if self.layout.words < minimum {
-            return Err(format!("record of {} words is smaller than its fixed part", self.layout.words));
+            return Err(format!(
+                "record of {} words is smaller than its fixed part",
+                self.layout.words
+            ));
         }
         for flow in &self.flows {
-            verify_flow(flow, &self.layout).map_err(|message| format!("flow `{}`: {message}", flow.name))?;
+            verify_flow(flow, &self.layout)
+                .map_err(|message| format!("flow `{}`: {message}", flow.name))?;
         }
         Ok(())
     }
@@ -369,11 +441,15 @@ fn verify_flow(flow: &Flow, layout: &Layout) -> Result<(), String> {
     }
     for (index, instr) in flow.code.iter().enumerate() {
         let result = match *instr {
-            Instr::Load { dst, slot } => check(dst, registers, "register").and(check(slot, record_words, "record slot")),
-            Instr::Const { dst, .. } => check(dst, registers, "register"),
-            Instr::Store { slot, src } => {
-                check(src, registers, "register").and(check(slot, flow.outcome_words, "outcome slot"))
+            Instr::Load { dst, slot } => {
+                check(dst, registers, "register").and(check(slot, record_words, "record slot"))
             }
+            Instr::Const { dst, .. } => check(dst, registers, "register"),
+            Instr::Store { slot, src } => check(src, registers, "register").and(check(
+                slot,
+                flow.outcome_words,
+                "outcome slot",
+            )),
             Instr::And { dst, a, b }
             | Instr::Or { dst, a, b }
             | Instr::Xor { dst, a, b }
@@ -393,22 +469,39 @@ fn verify_flow(flow: &Flow, layout: &Layout) -> Result<(), String> {
             | Instr::Mask { dst, a }
             | Instr::Popcount { dst, a }
             | Instr::Hour { dst, a }
-            | Instr::Weekday { dst, a } => check(dst, registers, "register").and(check(a, registers, "register")),
+            | Instr::Weekday { dst, a } => {
+                check(dst, registers, "register").and(check(a, registers, "register"))
+            }
         };
         result.map_err(|message| format!("instruction {index}: {message}"))?;
     }
-    let outputs = flow.sites.iter().flat_map(|s| &s.attributes).chain(flow.emits.iter().flat_map(|e| &e.attributes));
+    let outputs = flow
+        .sites
+        .iter()
+        .flat_map(|s| &s.attributes)
+        .chain(flow.emits.iter().flat_map(|e| &e.attributes));
     for output in outputs {
-        let end = output.offset.saturating_add(output.ty.words(layout.string_set_words));
+        let end = output
+            .offset
+            .saturating_add(output.ty.words(layout.string_set_words));
         check(end, flow.outcome_words + 1, "output end")?;
     }
     for step in &flow.steps {
-        for offset in step.guards.iter().chain(step.arm.iter()).chain([&step.reached, &step.decided]) {
+        for offset in step
+            .guards
+            .iter()
+            .chain(step.arm.iter())
+            .chain([&step.reached, &step.decided])
+        {
             check(*offset, flow.outcome_words, "trace offset")?;
         }
     }
     let obligation_words = (flow.emits.len() as u32).div_ceil(64);
-    check(flow.obligations + obligation_words, flow.outcome_words + 1, "obligation offset")?;
+    check(
+        flow.obligations + obligation_words,
+        flow.outcome_words + 1,
+        "obligation offset",
+    )?;
     Ok(())
 }
 

@@ -59,9 +59,13 @@ fn to_u128(address: IpAddr) -> u128 {
 /// zone ids are rejected.
 pub fn parse_ip(text: &str) -> Result<u128, String> {
     if text.contains('%') {
-        return Err(format!("invalid IP address `{text}`: zone ids are not accepted"));
+        return Err(format!(
+            "invalid IP address `{text}`: zone ids are not accepted"
+        ));
     }
-    IpAddr::from_str(text).map(to_u128).map_err(|_| format!("invalid IP address `{text}`"))
+    IpAddr::from_str(text)
+        .map(to_u128)
+        .map_err(|_| format!("invalid IP address `{text}`"))
 }
 
 /// Parses `address/prefix`; host bits set after the prefix are an error.
@@ -72,20 +76,33 @@ pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
     if text.contains('%') {
         return Err(format!("invalid CIDR `{text}`: zone ids are not accepted"));
     }
-    let address = IpAddr::from_str(address).map_err(|_| format!("invalid CIDR `{text}`: invalid address"))?;
-    let (max, offset) = if address.is_ipv4() { (32, 96) } else { (128, 0) };
-    let valid_digits = !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit());
+    let address =
+        IpAddr::from_str(address).map_err(|_| format!("invalid CIDR `{text}`: invalid address"))?;
+    let (max, offset) = if address.is_ipv4() {
+        (32, 96)
+    } else {
+        (128, 0)
+    };
+    let valid_digits =
+        !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit());
     let length: u8 = prefix
         .parse()
         .ok()
         .filter(|_| valid_digits)
         .ok_or_else(|| format!("invalid CIDR `{text}`: invalid prefix length `{prefix}`"))?;
     if length > max {
-        return Err(format!("invalid CIDR `{text}`: prefix length {length} exceeds {max}"));
+        return Err(format!(
+            "invalid CIDR `{text}`: prefix length {length} exceeds {max}"
+        ));
     }
-    let cidr = Cidr { network: to_u128(address), prefix: length + offset };
+    let cidr = Cidr {
+        network: to_u128(address),
+        prefix: length + offset,
+    };
     if cidr.network & !cidr.mask() != 0 {
-        return Err(format!("invalid CIDR `{text}`: host bits are set after the /{length} prefix"));
+        return Err(format!(
+            "invalid CIDR `{text}`: host bits are set after the /{length} prefix"
+        ));
     }
     Ok(cidr)
 }
@@ -108,8 +125,9 @@ pub fn format_cidr(cidr: Cidr) -> String {
 
 /// Parses an RFC 3339 time with any offset into microseconds since the epoch.
 pub fn parse_time(text: &str) -> Result<i64, String> {
-    let parsed = OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|_| format!("invalid time `{text}`: expected RFC 3339, e.g. `2026-12-04T10:00:00Z`"))?;
+    let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        format!("invalid time `{text}`: expected RFC 3339, e.g. `2026-12-04T10:00:00Z`")
+    })?;
     let micros = parsed.unix_timestamp_nanos() / 1_000;
     i64::try_from(micros).map_err(|_| format!("time `{text}` is out of range"))
 }
@@ -133,10 +151,16 @@ const DURATION_UNITS: [(&str, i64); 5] = [
 
 /// Parses `"300s"`, `"15m"`, `"12h"`, `"7d"` or `"250ms"` into microseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let invalid = || format!("invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d)");
+    let invalid = || {
+        format!("invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d)")
+    };
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = text.split_at(digits);
-    let scale = DURATION_UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(invalid)?;
+    let scale = DURATION_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, scale)| *scale)
+        .ok_or_else(invalid)?;
     if number.is_empty() {
         return Err(invalid());
     }
@@ -189,7 +213,9 @@ mod tests {
 
     #[test]
     fn cidr_checks_prefix_and_host_bits() {
-        assert!(parse_cidr("192.168.1.0/33").unwrap_err().contains("exceeds 32"));
+        assert!(parse_cidr("192.168.1.0/33")
+            .unwrap_err()
+            .contains("exceeds 32"));
         assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("host bits"));
         let block = parse_cidr("10.0.0.0/8").unwrap();
         assert!(block.contains(parse_ip("10.200.1.1").unwrap()));
@@ -215,8 +241,14 @@ mod tests {
 
     #[test]
     fn times_accept_offsets() {
-        assert_eq!(parse_time("2026-12-04T11:00:00+01:00"), parse_time("2026-12-04T10:00:00Z"));
-        assert_eq!(format_time(parse_time("2026-12-04T11:00:00+01:00").unwrap()), "2026-12-04T10:00:00Z");
+        assert_eq!(
+            parse_time("2026-12-04T11:00:00+01:00"),
+            parse_time("2026-12-04T10:00:00Z")
+        );
+        assert_eq!(
+            format_time(parse_time("2026-12-04T11:00:00+01:00").unwrap()),
+            "2026-12-04T10:00:00Z"
+        );
         assert!(parse_time("2026-12-04 10:00").is_err());
     }
 

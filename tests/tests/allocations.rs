@@ -12,7 +12,12 @@ const REQUEST: &str = r#"{"flow": "workforce_login", "principal": {"kind": "huma
 #[test]
 fn kernel_allocates_nothing() {
     let source = include_str!("../scenarios/01-workforce-login/policy.flow");
-    let policy = Policy::new(compile("policy.flow", source, &mut NoImports).program.expect("compiles")).expect("verifies");
+    let policy = Policy::new(
+        compile("policy.flow", source, &mut NoImports)
+            .program
+            .expect("compiles"),
+    )
+    .expect("verifies");
     let state = policy.start_json(REQUEST, 0).expect("valid request");
     let facts = policy.facts(&state).expect("valid state");
     let mut scratch = policy.scratch();

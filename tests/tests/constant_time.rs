@@ -26,8 +26,12 @@ fn scenarios() -> Vec<std::path::PathBuf> {
 
 /// Every state a case goes through that is valid input.
 fn states(policy: &Policy, case: &Value) -> Vec<FlowState> {
-    let Some(request) = case.get("request").filter(|r| r.is_object()) else { return Vec::new() };
-    let Ok(mut state) = policy.start(request, 0) else { return Vec::new() };
+    let Some(request) = case.get("request").filter(|r| r.is_object()) else {
+        return Vec::new();
+    };
+    let Ok(mut state) = policy.start(request, 0) else {
+        return Vec::new();
+    };
     let mut all = vec![state.clone()];
     for event in case["events"].as_array().cloned().unwrap_or_default() {
         match policy.resume(&state, &event) {
@@ -45,8 +49,12 @@ fn opcode_sequence_is_identical_across_paths() {
     for folder in scenarios() {
         let source = std::fs::read_to_string(folder.join("policy.flow")).expect("policy");
         let compilation = compile("policy.flow", &source, &mut NoImports);
-        let policy = Policy::new(compilation.program.expect("scenario policies compile")).expect("verified");
-        let cases: Value = serde_json::from_str(&std::fs::read_to_string(folder.join("cases.json")).expect("cases")).expect("JSON");
+        let policy =
+            Policy::new(compilation.program.expect("scenario policies compile")).expect("verified");
+        let cases: Value = serde_json::from_str(
+            &std::fs::read_to_string(folder.join("cases.json")).expect("cases"),
+        )
+        .expect("JSON");
         let mut sequences: BTreeMap<usize, Vec<Vec<&'static str>>> = BTreeMap::new();
         let mut sites: BTreeMap<usize, BTreeSet<(u64, u64)>> = BTreeMap::new();
         for case in cases["cases"].as_array().expect("cases") {
@@ -59,8 +67,17 @@ fn opcode_sequence_is_identical_across_paths() {
                 let mut opcodes = Vec::new();
                 let registers = &mut scratch.registers[..flow.registers as usize];
                 let outcome = &mut scratch.outcome[..flow.outcome_words as usize];
-                kernel::run_recording(&flow.code, &scratch.record, registers, outcome, &mut opcodes);
-                sites.entry(flow_index).or_default().insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                kernel::run_recording(
+                    &flow.code,
+                    &scratch.record,
+                    registers,
+                    outcome,
+                    &mut opcodes,
+                );
+                sites
+                    .entry(flow_index)
+                    .or_default()
+                    .insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
@@ -69,12 +86,24 @@ fn opcode_sequence_is_identical_across_paths() {
             let first = &recorded[0];
             assert_eq!(first.len(), policy.program().flows[*flow_index].code.len());
             for (i, other) in recorded.iter().enumerate() {
-                assert_eq!(first, other, "{}: flow `{name}` evaluation {i} executed another opcode sequence", folder.display());
+                assert_eq!(
+                    first,
+                    other,
+                    "{}: flow `{name}` evaluation {i} executed another opcode sequence",
+                    folder.display()
+                );
             }
             flows_checked += 1;
         }
         let multi_path = sites.values().filter(|s| s.len() > 1).count();
-        assert!(multi_path > 0, "{}: the cases never take different paths", folder.display());
+        assert!(
+            multi_path > 0,
+            "{}: the cases never take different paths",
+            folder.display()
+        );
     }
-    assert!(flows_checked >= 12, "only {flows_checked} flows were checked");
+    assert!(
+        flows_checked >= 12,
+        "only {flows_checked} flows were checked"
+    );
 }

@@ -10,11 +10,16 @@ use authflow_runtime::Policy;
 use serde_json::Value;
 
 fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -45,7 +50,11 @@ impl Random {
 fn check_does_not_panic(text: &str) {
     let compilation = check_source("input.flow", text, &mut NoImports);
     // Either a checked program or at least one error: never both, never neither.
-    assert_eq!(compilation.checked.is_some(), !compilation.has_errors(), "inconsistent result for {text:?}");
+    assert_eq!(
+        compilation.checked.is_some(),
+        !compilation.has_errors(),
+        "inconsistent result for {text:?}"
+    );
 }
 
 #[test]
@@ -60,7 +69,9 @@ fn every_prefix_of_every_policy_checks() {
             check_does_not_panic(&text);
             continue;
         }
-        let boundaries: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+        let boundaries: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
         for end in boundaries {
             check_does_not_panic(&text[..end]);
         }
@@ -72,7 +83,25 @@ fn mutated_policies_check() {
     let mut files = Vec::new();
     flow_files(&repository().join("tests/scenarios"), &mut files);
     flow_files(&repository().join("examples"), &mut files);
-    let fragments = ["{", "}", "(", ")", "\"", "??", "not", "require", "allow", "0", "-", "in", ".", ",", "/*", "\\u{", "99999999999999999999"];
+    let fragments = [
+        "{",
+        "}",
+        "(",
+        ")",
+        "\"",
+        "??",
+        "not",
+        "require",
+        "allow",
+        "0",
+        "-",
+        "in",
+        ".",
+        ",",
+        "/*",
+        "\\u{",
+        "99999999999999999999",
+    ];
     let mut random = Random(0x5eed);
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read policy");
@@ -118,8 +147,16 @@ fn random_bytes_check() {
 
 #[test]
 fn malformed_requests_never_decide() {
-    let source = std::fs::read_to_string(repository().join("tests/scenarios/01-workforce-login/policy.flow")).expect("policy");
-    let policy = Policy::new(compile("policy.flow", &source, &mut NoImports).program.expect("compiles")).expect("verified");
+    let source = std::fs::read_to_string(
+        repository().join("tests/scenarios/01-workforce-login/policy.flow"),
+    )
+    .expect("policy");
+    let policy = Policy::new(
+        compile("policy.flow", &source, &mut NoImports)
+            .program
+            .expect("compiles"),
+    )
+    .expect("verified");
     let valid: Value = serde_json::json!({
         "flow": "workforce_login",
         "principal": {"kind": "human", "id": "u-1", "roles": ["admin"], "employment": "employee"},
@@ -129,7 +166,10 @@ fn malformed_requests_never_decide() {
     assert!(policy.start(&valid, 0).is_ok());
     let mut empty_id = valid.clone();
     empty_id["principal"]["id"] = Value::from("");
-    assert!(policy.start(&empty_id, 0).is_err(), "an empty principal id was accepted");
+    assert!(
+        policy.start(&empty_id, 0).is_err(),
+        "an empty principal id was accepted"
+    );
     let replacements = [
         Value::Null,
         Value::from(1.5),
@@ -165,8 +205,10 @@ fn malformed_requests_never_decide() {
                 continue;
             }
             // A value of the original's JSON type may be valid (another id, another score).
-            let same_type = matches!((&original, replacement), (Value::Bool(_), Value::Bool(_)) | (Value::String(_), Value::String(_)))
-                || (original.is_i64() && replacement.is_i64());
+            let same_type = matches!(
+                (&original, replacement),
+                (Value::Bool(_), Value::Bool(_)) | (Value::String(_), Value::String(_))
+            ) || (original.is_i64() && replacement.is_i64());
             target[path[path.len() - 1]] = replacement.clone();
             let result = policy.start(&request, 0);
             if !same_type {
