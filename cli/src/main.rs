@@ -5,6 +5,13 @@
 
 mod render;
 
+/// Prints a formatted line on standard output with [`print_line`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_line(&format!($($arg)*))
+    };
+}
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +99,13 @@ enum Command {
         #[arg(long)]
         state_out: Option<PathBuf>,
     },
+    /// Run the policy's `test` blocks; prints one line per test and a summary.
+    Test {
+        policy: PathBuf,
+        /// Also list the steps, arms and exception paths no test reached.
+        #[arg(long)]
+        coverage: bool,
+    },
     /// Re-evaluate recorded traces and confirm them, or print the first difference.
     Replay {
         policy: PathBuf,
@@ -132,6 +146,7 @@ fn main() -> ExitCode {
             state_out,
         } => resume(&policy, &state, &events, trace, migrate, state_out),
         Command::Replay { policy, trace } => replay(&policy, &trace),
+        Command::Test { policy, coverage } => test(&policy, coverage),
     };
     ExitCode::from(status)
 }
@@ -141,13 +156,24 @@ struct FileLoader;
 
 impl Loader for FileLoader {
     fn load(&mut self, importer: &str, path: &str) -> Result<Loaded, String> {
+        let relative = Path::new(path);
+        if relative.is_absolute() {
+            return Err(format!(
+                "cannot import `{path}`: imports are relative to the importing file"
+            ));
+        }
+        if relative.extension().is_none_or(|e| e != "flow") {
+            return Err(format!(
+                "cannot import `{path}`: only `.flow` files can be imported"
+            ));
+        }
         let base = Path::new(importer).parent().unwrap_or(Path::new("."));
-        let full = base.join(path);
+        let full = base.join(relative);
         let canonical = full
             .canonicalize()
             .map_err(|error| format!("cannot import `{path}`: {error}"))?;
-        let text = std::fs::read_to_string(&canonical)
-            .map_err(|error| format!("cannot import `{path}`: {error}"))?;
+        let text =
+            read_source(&canonical).map_err(|error| format!("cannot import `{path}`: {error}"))?;
         Ok(Loaded {
             key: canonical.display().to_string(),
             name: full.display().to_string(),
@@ -163,8 +189,32 @@ impl Loader for FileLoader {
     }
 }
 
+/// The largest policy or input file read, in bytes.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8.
+fn read_source(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+    let metadata = file.metadata().map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| error.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "larger than {} MiB",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
+}
+
 fn read_policy(path: &Path) -> Result<String, u8> {
-    std::fs::read_to_string(path).map_err(|error| {
+    read_source(path).map_err(|error| {
         eprintln!("error: cannot read `{}`: {error}", path.display());
         EXIT_USAGE
     })
@@ -199,7 +249,7 @@ fn check(path: &Path, format: Format) -> u8 {
         Format::Text => print_diagnostics(&compilation),
         Format::Json => {
             let document = render::to_json(&compilation.sources, &compilation.diagnostics);
-            println!("{document}");
+            out!("{document}");
         }
     }
     if compilation.has_errors() {
@@ -257,7 +307,7 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
             eprint!("{}", render::to_text(&sources, &diagnostics, false));
             return EXIT_COMPILE;
         }
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&file).unwrap_or_default()
         );
@@ -287,11 +337,11 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
             EXIT_OK
         }
         Some(Stage::Bytecode) => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(policy.program()).unwrap_or_default()
             );
-            println!("digest {}", policy.digest());
+            out!("digest {}", policy.digest());
             EXIT_OK
         }
         Some(Stage::Ast) | None => {
@@ -312,7 +362,7 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
 
 /// Reads and parses a JSON input file; malformed JSON is invalid input.
 fn read_json(path: &Path) -> Result<Json, u8> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = read_source(path).map_err(|error| {
         eprintln!("error: cannot read `{}`: {error}", path.display());
         EXIT_USAGE
     })?;
@@ -345,36 +395,51 @@ fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
     }
 }
 
-/// Validates every event against the state first, then evaluates after the
-/// request and after each event, so invalid input prints no outcome.
+/// Appends the events to the state, validates everything, and evaluates
+/// after the request and after each event. Invalid input prints no outcome,
+/// and the state file is written before any outcome is printed. With
+/// `from_stored` (a resumed state), only the outcomes of the new events are
+/// printed, or the current one when there are none.
 fn run_events(
     policy: &Policy,
-    state: FlowState,
+    mut state: FlowState,
     events: &[PathBuf],
     trace: bool,
-    evaluate_start: bool,
-) -> Result<FlowState, u8> {
-    let mut states = Vec::with_capacity(events.len() + 1);
-    states.push(state);
+    from_stored: bool,
+    state_out: Option<PathBuf>,
+) -> u8 {
+    let stored = state.events.len();
     for path in events {
-        let event = read_json(path)?;
-        let last = states.last().ok_or(EXIT_INPUT)?;
-        let next = policy
-            .resume(last, &event)
-            .map_err(|error| report_eval_error(&error, path))?;
-        states.push(next);
-    }
-    let skip = usize::from(!evaluate_start);
-    for state in states.iter().skip(skip) {
-        match policy.evaluate(state, trace) {
-            Ok(outcome) => println!("{}", serde_json::to_string(&outcome).unwrap_or_default()),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return Err(EXIT_INPUT);
-            }
+        match read_json(path) {
+            Ok(event) => state.events.push(event),
+            Err(status) => return status,
         }
     }
-    states.pop().ok_or(EXIT_INPUT)
+    let outcomes = match policy.evaluate_all(&state, trace) {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            let file = event_file(&error, stored, events);
+            return report_eval_error(&error, file.unwrap_or(Path::new("the flow state")));
+        }
+    };
+    let first = match (from_stored, events.is_empty()) {
+        (false, _) => 0,
+        (true, true) => stored,
+        (true, false) => stored + 1,
+    };
+    let lines: Vec<String> = outcomes
+        .iter()
+        .skip(first)
+        .map(|o| serde_json::to_string(o).unwrap_or_default())
+        .collect();
+    let status = write_state(&state, state_out);
+    if status != EXIT_OK {
+        return status;
+    }
+    for line in lines {
+        print_line(&line);
+    }
+    EXIT_OK
 }
 
 fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
@@ -388,6 +453,34 @@ fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
             eprintln!("error: cannot write `{}`: {error}", path.display());
             EXIT_USAGE
         }
+    }
+}
+
+/// The event file an input error names, from its `events[N]` field.
+fn event_file<'a>(error: &EvalError, stored: usize, events: &'a [PathBuf]) -> Option<&'a Path> {
+    let EvalError::Input(input) = error else {
+        return None;
+    };
+    let index: usize = input
+        .field
+        .strip_prefix("events[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()?;
+    events.get(index.checked_sub(stored)?).map(PathBuf::as_path)
+}
+
+/// Prints one line on standard output. A closed pipe (the reader stopped)
+/// ends the program quietly instead of with a panic.
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(i32::from(EXIT_USAGE));
     }
 }
 
@@ -413,10 +506,7 @@ fn eval(
             return EXIT_INPUT;
         }
     };
-    match run_events(&policy, state, events, trace, true) {
-        Ok(last) => write_state(&last, state_out),
-        Err(status) => status,
-    }
+    run_events(&policy, state, events, trace, false, state_out)
 }
 
 fn resume(
@@ -453,11 +543,7 @@ fn resume(
     } else if let Err(error) = policy.facts(&state) {
         return report_eval_error(&error, state_path);
     }
-    let evaluate_start = events.is_empty();
-    match run_events(&policy, state, events, trace, evaluate_start) {
-        Ok(last) => write_state(&last, state_out),
-        Err(status) => status,
-    }
+    run_events(&policy, state, events, trace, true, state_out)
 }
 
 /// The first place where two JSON values differ, as a path.
@@ -502,7 +588,7 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
         Ok(policy) => policy,
         Err(status) => return status,
     };
-    let text = match std::fs::read_to_string(trace_path) {
+    let text = match read_source(trace_path) {
         Ok(text) => text,
         Err(error) => {
             eprintln!("error: cannot read `{}`: {error}", trace_path.display());
@@ -556,19 +642,75 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
         let replayed = match policy.evaluate(&state, true) {
             Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
             Err(error) => {
-                println!("{where_}: differs: {error}");
+                out!("{where_}: differs: {error}");
                 return EXIT_COMPILE;
             }
         };
         if let Some(difference) = first_difference(&recorded, &replayed, "$") {
-            println!("{where_}: differs at {difference}");
+            out!("{where_}: differs at {difference}");
             return EXIT_COMPILE;
         }
         confirmed += 1;
     }
-    println!(
+    out!(
         "{confirmed} outcome{} confirmed",
         if confirmed == 1 { "" } else { "s" }
     );
     EXIT_OK
+}
+
+fn test(path: &Path, coverage: bool) -> u8 {
+    let text = match read_policy(path) {
+        Ok(text) => text,
+        Err(status) => return status,
+    };
+    let compilation = compile(&path.display().to_string(), &text, &mut FileLoader);
+    print_diagnostics(&compilation);
+    let (Some(checked), Some(program)) = (&compilation.checked, &compilation.program) else {
+        return EXIT_COMPILE;
+    };
+    let policy = match Policy::new(program.clone()) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("error: internal compiler error: the program failed verification: {message}");
+            return EXIT_COMPILE;
+        }
+    };
+    let (results, reached) = authflow_compiler::testing::run_tests(checked, &policy);
+    let mut failed = 0;
+    for result in &results {
+        match &result.failure {
+            None => out!("ok   {}", result.name),
+            Some((span, message)) => {
+                failed += 1;
+                let source = compilation.sources.get(span.file.0 as usize);
+                let name = source.map(|s| s.name.as_str()).unwrap_or("");
+                let (line, column) = render::line_column(
+                    source.map(|s| s.text.as_str()).unwrap_or(""),
+                    span.start as usize,
+                );
+                out!("FAIL {}: {name}:{line}:{column}: {message}", result.name);
+            }
+        }
+    }
+    if coverage {
+        let gaps = authflow_compiler::testing::gaps(checked, &policy, &reached);
+        if gaps.is_empty() {
+            out!("coverage: every step, arm and exception path was reached");
+        }
+        for gap in &gaps {
+            out!(
+                "not covered: flow `{}` line {}: {}",
+                gap.flow,
+                gap.line,
+                gap.description
+            );
+        }
+    }
+    out!("{} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
+        EXIT_OK
+    } else {
+        EXIT_COMPILE
+    }
 }

@@ -241,3 +241,50 @@ fn trace_records_selected_arm() {
     assert_eq!(branch["arm"], 1);
     assert_eq!(branch["guards"], serde_json::json!([true, false]));
 }
+
+#[test]
+fn altered_state_request_is_rejected() {
+    let dir = scratch("altered");
+    let request = write(&dir, "request.json", REQUEST);
+    let state_path = dir.join("state.json");
+    let output = common::authflow(&[
+        "eval",
+        POLICY,
+        "--input",
+        &request,
+        "--state-out",
+        &state_path.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("JSON");
+    state["request"]["principal"]["id"] = Value::from("admin");
+    std::fs::write(&state_path, state.to_string()).expect("write state");
+    let output = common::authflow(&[
+        "resume",
+        POLICY,
+        "--state",
+        &state_path.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        common::stderr(&output).contains("instance"),
+        "{}",
+        common::stderr(&output)
+    );
+    assert!(common::stdout(&output).is_empty());
+}
+
+#[test]
+fn unwritable_state_file_prints_no_outcome() {
+    let dir = scratch("unwritable");
+    let request = write(&dir, "request.json", REQUEST);
+    let missing = dir.join("no/such/folder/state.json").display().to_string();
+    let output = common::authflow(&["eval", POLICY, "--input", &request, "--state-out", &missing]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        common::stdout(&output).is_empty(),
+        "{}",
+        common::stdout(&output)
+    );
+}

@@ -223,7 +223,64 @@ pub struct Checked {
     pub switches: Vec<CheckedSwitch>,
     pub constants: Vec<(String, ConstValue)>,
     pub flows: Vec<CheckedFlow>,
+    pub tests: Vec<CheckedTest>,
     pub invariants: Vec<CheckedInvariant>,
+}
+
+/// A `test` block with its values as JSON input.
+#[derive(Clone, Debug)]
+pub struct CheckedTest {
+    pub name: String,
+    pub steps: Vec<(TestStep, Span)>,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub enum TestStep {
+    Flow(String),
+    Principal {
+        kind: String,
+        values: Vec<(String, serde_json::Value)>,
+    },
+    Context(Vec<(String, serde_json::Value)>),
+    Session(Vec<(String, serde_json::Value)>),
+    Switches(Vec<(String, serde_json::Value)>),
+    At(Clock),
+    Event(TestEvent),
+    Expect {
+        decision: String,
+        detail: Option<Expected>,
+    },
+}
+
+/// A change of a test's clock, in microseconds.
+#[derive(Clone, Copy, Debug)]
+pub enum Clock {
+    Set(i64),
+    Advance(i64),
+}
+
+#[derive(Clone, Debug)]
+pub enum TestEvent {
+    Verify(String),
+    Fail(String),
+    Enroll(String),
+    Approval {
+        role: String,
+        approver: Option<String>,
+        granted: bool,
+    },
+    Update {
+        context: Vec<(String, serde_json::Value)>,
+        principal: Vec<(String, serde_json::Value)>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Reason(String),
+    /// Options or awaited roles, sorted.
+    Names(Vec<String>),
 }
 
 impl Checked {
@@ -371,13 +428,21 @@ impl<'s, 'a> Checker<'s, 'a> {
                 span: decl.name.span,
             });
         }
+        let errors_before = self.diagnostics.len();
         self.run_cycles(&checked);
+        let cyclic = self.diagnostics[errors_before..]
+            .iter()
+            .any(|d| d.is_error());
+        if !cyclic {
+            self.expansion_limits(&checked);
+        }
         self.routes(&checked);
         for flow in &checked.flows {
             self.flow_warnings(flow, &checked);
         }
         for test in &scope.tests {
-            self.test(test, &checked);
+            let checked_test = self.test(test, &checked);
+            checked.tests.push(checked_test);
         }
         for invariant in &scope.invariants {
             if let Some(checked_invariant) = self.invariant(invariant, &checked) {
@@ -2000,9 +2065,7 @@ impl<'s, 'a> Checker<'s, 'a> {
                 }
                 visiting.push(*flow);
                 let decl = self.scope.flows[*flow as usize];
-                let body: Vec<TStep> = Vec::new();
-                let _ = body;
-                let result = self.ast_terminates(&decl.body);
+                let result = self.ast_terminates(&decl.body, visiting);
                 visiting.pop();
                 result
             }
@@ -2012,19 +2075,81 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     /// Termination on the AST, for `run` targets whose checked body may not
     /// exist yet.
-    fn ast_terminates(&self, block: &ast::Block) -> bool {
+    fn ast_terminates(&self, block: &ast::Block, visiting: &mut Vec<u32>) -> bool {
         block.steps.iter().any(|step| match &step.kind {
             StepKind::Allow { .. } => true,
             StepKind::Deny { when, .. } => when.is_none(),
             StepKind::If { arms, otherwise } => {
-                otherwise.as_ref().is_some_and(|o| self.ast_terminates(o))
-                    && arms.iter().all(|(_, b)| self.ast_terminates(b))
+                otherwise
+                    .as_ref()
+                    .is_some_and(|o| self.ast_terminates(o, visiting))
+                    && arms.iter().all(|(_, b)| self.ast_terminates(b, visiting))
             }
             StepKind::Match { arms, .. } => {
-                !arms.is_empty() && arms.iter().all(|arm| self.ast_terminates(&arm.body))
+                !arms.is_empty()
+                    && arms
+                        .iter()
+                        .all(|arm| self.ast_terminates(&arm.body, visiting))
+            }
+            StepKind::Run { flow } => {
+                let Some(&index) = self.scope.flow_index.get(&flow.name) else {
+                    return false;
+                };
+                if visiting.contains(&index) {
+                    return false;
+                }
+                visiting.push(index);
+                let result = self.ast_terminates(&self.scope.flows[index as usize].body, visiting);
+                visiting.pop();
+                result
             }
             _ => false,
         })
+    }
+
+    /// Reports flows whose `run` steps inline more than [`MAX_INLINED_STEPS`]
+    /// steps: each `run` copies the target's steps, so sizes multiply.
+    fn expansion_limits(&mut self, checked: &Checked) {
+        fn size(steps: &[TStep], flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
+            steps.iter().fold(0u64, |total, step| {
+                let own = match &step.kind {
+                    TStepKind::If { arms, otherwise } => {
+                        let arms_size = arms.iter().fold(0u64, |t, (_, body)| {
+                            t.saturating_add(size(body, flows, memo))
+                        });
+                        arms_size
+                            .saturating_add(otherwise.as_ref().map_or(0, |o| size(o, flows, memo)))
+                    }
+                    TStepKind::Exception { body, .. } => size(body, flows, memo),
+                    TStepKind::Run { flow } => flow_size(*flow as usize, flows, memo),
+                    _ => 0,
+                };
+                total.saturating_add(1).saturating_add(own)
+            })
+        }
+        fn flow_size(index: usize, flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
+            if let Some(known) = memo[index] {
+                return known;
+            }
+            memo[index] = Some(0);
+            let total = size(&flows[index].body, flows, memo);
+            memo[index] = Some(total);
+            total
+        }
+        let mut memo = vec![None; checked.flows.len()];
+        for (index, flow) in checked.flows.iter().enumerate() {
+            let total = flow_size(index, &checked.flows, &mut memo);
+            if total > MAX_INLINED_STEPS {
+                self.error(
+                    Diagnostic::error(
+                        format!("flow `{}` expands to {total} steps through `run`; the limit is {MAX_INLINED_STEPS}", flow.name),
+                        flow.span,
+                    )
+                    .with_label("every `run` copies the steps of its target")
+                    .with_help("run shared flows once, not from several arms of every level"),
+                );
+            }
+        }
     }
 
     fn run_cycles(&mut self, checked: &Checked) {
@@ -2283,61 +2408,75 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     // ---- tests and invariants ----
 
-    fn test(&mut self, test: &ast::TestDecl, checked: &Checked) {
+    fn test(&mut self, test: &ast::TestDecl, checked: &Checked) -> CheckedTest {
+        use ast::TestStatementKind as S;
         let mut kinds: Vec<u32> = Vec::new();
+        let mut steps = Vec::new();
+        let variants = checked.enum_variants();
         for statement in &test.statements {
-            use ast::TestStatementKind as S;
-            match &statement.kind {
+            let step = match &statement.kind {
                 S::Flow(name) => {
-                    if let Some(flow) = self.flow_ref(name, checked) {
-                        kinds = checked.flows[flow as usize].kinds.clone();
-                    }
+                    let Some(flow) = self.flow_ref(name, checked) else {
+                        continue;
+                    };
+                    kinds = checked.flows[flow as usize].kinds.clone();
+                    TestStep::Flow(name.name.clone())
                 }
                 S::Principal { kind, record } => match self.scope.kind_index.get(&kind.name) {
                     Some(&index) => {
                         let fields = self.scope.kinds[index as usize].fields.clone();
-                        self.constant_record(
-                            record,
-                            &fields,
-                            &format!("principal `{}`", kind.name),
-                        );
+                        let owner = format!("principal `{}`", kind.name);
+                        let values = self.constant_record(record, &fields, &owner, &variants);
+                        kinds = vec![index];
+                        TestStep::Principal {
+                            kind: kind.name.clone(),
+                            values,
+                        }
                     }
-                    None => self.error(Diagnostic::error(
-                        format!("unknown principal kind `{}`", kind.name),
-                        kind.span,
-                    )),
+                    None => {
+                        self.error(Diagnostic::error(
+                            format!("unknown principal kind `{}`", kind.name),
+                            kind.span,
+                        ));
+                        continue;
+                    }
                 },
                 S::Context(record) => {
                     let fields = self.scope.context.clone();
-                    self.constant_record(record, &fields, "context");
+                    TestStep::Context(self.constant_record(record, &fields, "context", &variants))
                 }
                 S::Update { context, principal } => {
+                    let mut update_context = Vec::new();
+                    let mut update_principal = Vec::new();
                     if let Some(record) = context {
                         let fields = self.scope.context.clone();
-                        self.constant_record(record, &fields, "context");
+                        update_context =
+                            self.constant_record(record, &fields, "context", &variants);
                     }
-                    if let (Some(record), Some(&kind)) = (principal, kinds.first()) {
-                        let fields = self.scope.kinds[kind as usize].fields.clone();
-                        self.constant_record(record, &fields, "principal");
-                    }
-                }
-                S::Session(record) => {
-                    for (key, value) in &record.entries {
-                        let expected = match key.name.as_str() {
-                            "factors" => Type::set_of(Type::Factor),
-                            "started_at" | "last_active_at" => Type::Time,
-                            _ => {
-                                self.error(
-                                    Diagnostic::error(format!("`session` has no attribute `{}`", key.name), key.span)
-                                        .with_help("a test session sets `factors`, `started_at` and `last_active_at`"),
-                                );
-                                continue;
+                    if let Some(record) = principal {
+                        match kinds.first() {
+                            Some(&kind) => {
+                                let fields = self.scope.kinds[kind as usize].fields.clone();
+                                update_principal =
+                                    self.constant_record(record, &fields, "principal", &variants);
                             }
-                        };
-                        self.typed(value, &expected, &Env::Constant);
+                            None => self.error(
+                                Diagnostic::error(
+                                    "`update principal` needs the principal's kind",
+                                    record.span,
+                                )
+                                .with_help("give `principal KIND { ... }` before the update"),
+                            ),
+                        }
                     }
+                    TestStep::Event(TestEvent::Update {
+                        context: update_context,
+                        principal: update_principal,
+                    })
                 }
+                S::Session(record) => TestStep::Session(self.session_record(record, &variants)),
                 S::Switches(record) => {
+                    let mut values = Vec::new();
                     for (key, value) in &record.entries {
                         match self.scope.switch_index.get(&key.name) {
                             Some(&index) => {
@@ -2347,7 +2486,9 @@ impl<'s, 'a> Checker<'s, 'a> {
                                     self.scope,
                                     &mut Vec::new(),
                                 );
-                                self.typed(value, &ty, &Env::Constant);
+                                if let Some(json) = self.constant_json(value, &ty, &variants) {
+                                    values.push((key.name.clone(), json));
+                                }
                             }
                             None => self.error(Diagnostic::error(
                                 format!("unknown switch `{}`", key.name),
@@ -2355,39 +2496,141 @@ impl<'s, 'a> Checker<'s, 'a> {
                             )),
                         }
                     }
+                    TestStep::Switches(values)
                 }
                 S::Verify(factor) | S::Fail(factor) | S::Enroll(factor) => {
-                    self.factor(factor, false);
+                    let Some(found) = self.factor(factor, false) else {
+                        continue;
+                    };
+                    let name = found.name().to_string();
+                    TestStep::Event(match &statement.kind {
+                        S::Verify(_) => TestEvent::Verify(name),
+                        S::Fail(_) => TestEvent::Fail(name),
+                        _ => TestEvent::Enroll(name),
+                    })
                 }
-                S::Expect { detail, .. } => {
-                    if let Some(detail) = detail {
-                        if !matches!(detail.kind, ExprKind::Str(_)) {
-                            // Options are factors, awaiting lists are roles: both are names.
-                            let ExprKind::Set(elements) = &detail.kind else {
-                                continue;
-                            };
+                S::Approve { role, approver } => TestStep::Event(TestEvent::Approval {
+                    role: role.name.clone(),
+                    approver: approver.clone(),
+                    granted: true,
+                }),
+                S::Refuse { role, approver } => TestStep::Event(TestEvent::Approval {
+                    role: role.name.clone(),
+                    approver: approver.clone(),
+                    granted: false,
+                }),
+                S::Expect { decision, detail } => {
+                    let expected = match detail.as_ref().map(|d| &d.kind) {
+                        None => None,
+                        Some(ExprKind::Str(reason)) => Some(Expected::Reason(reason.clone())),
+                        Some(ExprKind::Set(elements)) => {
+                            let mut names = Vec::new();
                             for element in elements {
-                                if !matches!(element.kind, ExprKind::Name(_)) {
-                                    self.error(Diagnostic::error(
+                                match &element.kind {
+                                    ExprKind::Name(name) => names.push(name.clone()),
+                                    _ => self.error(Diagnostic::error(
                                         "expected a factor or role name",
                                         element.span,
-                                    ));
+                                    )),
                                 }
                             }
+                            names.sort();
+                            names.dedup();
+                            Some(Expected::Names(names))
+                        }
+                        Some(_) => {
+                            let span = detail.as_ref().map(|d| d.span).unwrap_or(statement.span);
+                            self.error(
+                                Diagnostic::error(
+                                    "expected a reason string or a set of names",
+                                    span,
+                                )
+                                .with_help(
+                                    "write `expect deny \"reason\"` or `expect challenge {totp}`",
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    TestStep::Expect {
+                        decision: decision.name.clone(),
+                        detail: expected,
+                    }
+                }
+                S::At(expr) => {
+                    let typed = self.expr(expr, None, &Env::Constant);
+                    match typed.as_const() {
+                        Some(ConstValue::Time(t)) => TestStep::At(Clock::Set(*t)),
+                        Some(ConstValue::Duration(d)) => TestStep::At(Clock::Advance(*d)),
+                        _ => {
+                            if !typed.ty.is_error() {
+                                let shown = self.show(&typed.ty);
+                                self.error(
+                                    Diagnostic::error(format!("`at` needs a `Time` or a `Duration`, found `{shown}`"), typed.span)
+                                        .with_help("write `at time(\"2026-12-04T10:00:00Z\")` or `at 5m` to advance the clock"),
+                                );
+                            }
+                            continue;
                         }
                     }
                 }
-                S::Approve { .. } | S::Refuse { .. } => {}
-                S::At(expr) => {
-                    let typed = self.expr(expr, None, &Env::Constant);
-                    if !matches!(typed.ty, Type::Time | Type::Duration | Type::Error) {
-                        let shown = self.show(&typed.ty);
-                        self.error(
-                            Diagnostic::error(format!("`at` needs a `Time` or a `Duration`, found `{shown}`"), typed.span)
-                                .with_help("write `at time(\"2026-12-04T10:00:00Z\")` or `at 5m` to advance the clock"),
-                        );
-                    }
+            };
+            steps.push((step, statement.span));
+        }
+        CheckedTest {
+            name: test.name.clone(),
+            steps,
+            span: test.span,
+        }
+    }
+
+    /// A test's `session { ... }`: its times, and its factors as names.
+    fn session_record(
+        &mut self,
+        record: &ast::Record,
+        variants: &[Vec<String>],
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut values = Vec::new();
+        for (key, value) in &record.entries {
+            let expected = match key.name.as_str() {
+                "factors" => Type::set_of(Type::Factor),
+                "started_at" | "last_active_at" => Type::Time,
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            format!("`session` has no attribute `{}`", key.name),
+                            key.span,
+                        )
+                        .with_help(
+                            "a test session sets `factors`, `started_at` and `last_active_at`",
+                        ),
+                    );
+                    continue;
                 }
+            };
+            if let Some(json) = self.constant_json(value, &expected, variants) {
+                values.push((key.name.clone(), json));
+            }
+        }
+        values
+    }
+
+    fn constant_json(
+        &mut self,
+        value: &ast::Expr,
+        ty: &Type,
+        variants: &[Vec<String>],
+    ) -> Option<serde_json::Value> {
+        let typed = self.typed(value, ty, &Env::Constant);
+        match typed.as_const() {
+            Some(constant) => Some(constant.to_json(variants)),
+            None if typed.ty.is_error() => None,
+            None => {
+                self.error(Diagnostic::error(
+                    "test values must be constants",
+                    typed.span,
+                ));
+                None
             }
         }
     }
@@ -2397,17 +2640,15 @@ impl<'s, 'a> Checker<'s, 'a> {
         record: &ast::Record,
         fields: &[crate::resolve::FieldSymbol],
         owner: &str,
-    ) {
+        variants: &[Vec<String>],
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut values = Vec::new();
         for (key, value) in &record.entries {
             match fields.iter().find(|f| f.name == key.name) {
                 Some(field) => {
                     let ty = field.ty.clone();
-                    let typed = self.typed(value, &ty, &Env::Constant);
-                    if !typed.ty.is_error() && typed.as_const().is_none() {
-                        self.error(Diagnostic::error(
-                            "test values must be constants",
-                            typed.span,
-                        ));
+                    if let Some(json) = self.constant_json(value, &ty, variants) {
+                        values.push((key.name.clone(), json));
                     }
                 }
                 None => {
@@ -2416,6 +2657,7 @@ impl<'s, 'a> Checker<'s, 'a> {
                 }
             }
         }
+        values
     }
 
     fn flow_ref(&mut self, name: &ast::Ident, checked: &Checked) -> Option<u32> {
@@ -2458,6 +2700,10 @@ impl<'s, 'a> Checker<'s, 'a> {
         })
     }
 }
+
+/// The most steps one flow may contain once every `run` is inlined; it
+/// bounds the size of the compiled kernel and the cost of one evaluation.
+pub const MAX_INLINED_STEPS: u64 = 20_000;
 
 fn assurance_level_name(name: &str) -> Option<u8> {
     match name {

@@ -19,6 +19,8 @@ enum Raw {
     BlockCommentStart,
     #[regex(r"[A-Za-z_][A-Za-z0-9_]*")]
     Ident,
+    #[regex(r"[0-9]+\.[0-9]+[A-Za-z0-9_]*")]
+    Fraction,
     #[regex(r"[0-9]+[A-Za-z_][A-Za-z0-9_]*")]
     NumberWithSuffix,
     #[regex(r"[0-9]+")]
@@ -220,6 +222,10 @@ pub fn duration_unit(suffix: &str) -> Option<i64> {
 pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Token> {
     let mut tokens = Vec::new();
     let mut lexer = Raw::lexer(source);
+    // A UTF-8 byte order mark at the start is not part of the policy.
+    if source.starts_with('\u{feff}') {
+        lexer.bump('\u{feff}'.len_utf8());
+    }
     while let Some(raw) = lexer.next() {
         let range = lexer.span();
         let span = Span::new(file, range.start, range.end);
@@ -284,9 +290,22 @@ pub fn lex(file: FileId, source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec
                         )
                         .with_help("the escapes are `\\\"`, `\\\\`, `\\n`, `\\t` and `\\u{HEX}`"),
                     );
+                    // An empty string stands in for the literal, so parsing goes on.
+                    let end = range.end + consumed;
+                    tokens.push(Token {
+                        tok: Tok::Str(String::new()),
+                        span: Span::new(file, range.start, end),
+                    });
                     continue;
                 }
             },
+            Ok(Raw::Fraction) => {
+                diagnostics.push(
+                    Diagnostic::error(format!("fractional number `{text}` is not supported"), span)
+                        .with_help("numbers are whole: write `90m` for an hour and a half"),
+                );
+                Tok::Int(0)
+            }
             Ok(Raw::Ident) => match Keyword::from_text(text) {
                 Some(keyword) => Tok::Keyword(keyword),
                 None => Tok::Ident(text.to_string()),
@@ -346,8 +365,15 @@ fn invalid_character(span: Span, text: &str) -> Diagnostic {
         .next()
         .map(|c| c.escape_debug().to_string())
         .unwrap_or_default();
-    Diagnostic::error(format!("invalid character `{shown}`"), span)
-        .with_label("not part of any token")
+    let diagnostic = Diagnostic::error(format!("invalid character `{shown}`"), span)
+        .with_label("not part of any token");
+    match text.chars().next() {
+        Some('!') => diagnostic.with_help("write `not` for negation and `!=` for inequality"),
+        Some('&') => diagnostic.with_help("write `and`"),
+        Some('|') => diagnostic.with_help("write `or`"),
+        Some('\'') => diagnostic.with_help("strings are written in double quotes"),
+        _ => diagnostic,
+    }
 }
 
 fn lex_duration(text: &str) -> Result<i64, String> {

@@ -15,6 +15,7 @@ pub mod parse;
 pub mod resolve;
 pub mod span;
 pub mod stdlib;
+pub mod testing;
 pub mod types;
 
 pub use diagnostic::{Diagnostic, Severity};

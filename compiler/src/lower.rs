@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use authflow_runtime::factor::{self, Factor};
 use authflow_runtime::program::{
     out, slot, Attribute, Decision, Emit, EnumType, Flow, Instr, Kind, Layout, Output, PolicyName,
-    Program, Schema, Site, Switch, TraceStep, ValueType, FORMAT, FORMAT_VERSION,
+    Program, Schema, Site, StepRole, Switch, TraceStep, ValueType, FORMAT, FORMAT_VERSION,
 };
 
 use crate::check::{Checked, Compare, Input, Requirement, SetTest, TExpr, TKind, TStep, TStepKind};
@@ -609,6 +609,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn add(&mut self, a: u32, b: u32) -> u32 {
+        if self.known.get(&a) == Some(&0) {
+            return b;
+        }
         self.op2(|dst, a, b| Instr::Add { dst, a, b }, a, b)
     }
 
@@ -1096,6 +1099,18 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 SetTest::ContainsAll => self.eq(common, b[i]),
             });
         }
+        if counted && test == SetTest::ContainsAll && other.as_const().is_none() {
+            // A request string set has bits only for strings the policy can
+            // name; its other elements are in no constant set. Every element
+            // has a bit exactly when the bits add up to the element count.
+            let mut represented = self.constant(0);
+            for &word in &b[..words] {
+                let ones = self.op1(|dst, a| Instr::Popcount { dst, a }, word);
+                represented = self.add(represented, ones);
+            }
+            let complete = self.eq(represented, b[words]);
+            parts.push(complete);
+        }
         match test {
             SetTest::ContainsAny => self.or_all(&parts),
             SetTest::ContainsAll => self.and_all(&parts),
@@ -1225,6 +1240,13 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         });
         let decided_at = self.out_words(1);
         self.store(decided_at, decided);
+        let role = match &step.kind {
+            TStepKind::If { otherwise, .. } => StepRole::Branch {
+                otherwise: otherwise.is_some(),
+            },
+            TStepKind::Exception { .. } => StepRole::Exception,
+            _ => StepRole::Step,
+        };
         self.steps.push(TraceStep {
             line,
             text,
@@ -1232,6 +1254,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             guards: guard_offsets,
             arm: arm_offset,
             decided: decided_at,
+            role,
         });
     }
 

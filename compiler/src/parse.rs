@@ -543,6 +543,19 @@ impl<'a> Parser<'a> {
                     flow: self.ident("a flow name")?,
                 }
             }
+            Tok::Ident(name) => {
+                let name = name.clone();
+                let span = self.span();
+                let steps = STEP_KEYWORDS.iter().map(|k| k.text());
+                let mut diagnostic =
+                    Diagnostic::error(format!("expected a step, found identifier `{name}`"), span)
+                        .with_label("expected a step");
+                if let Some(close) = crate::diagnostic::did_you_mean(&name, steps) {
+                    diagnostic = diagnostic.with_help(format!("did you mean `{close}`?"));
+                }
+                self.diagnostics.push(diagnostic);
+                return Err(Reported);
+            }
             _ => return Err(self.error_expected("a step")),
         };
         Ok(Step {
@@ -581,6 +594,15 @@ impl<'a> Parser<'a> {
             } else if self.at_keyword(Keyword::Attempts) && attempts.is_none() {
                 self.advance();
                 attempts = Some(self.expr()?);
+            } else if self.at_keyword(Keyword::Within) || self.at_keyword(Keyword::Attempts) {
+                let span = self.span();
+                let clause = self.peek().describe();
+                self.diagnostics.push(
+                    Diagnostic::error(format!("{clause} is given twice in one `require`"), span)
+                        .with_label("second clause")
+                        .with_help("keep one `within` and one `attempts`"),
+                );
+                return Err(Reported);
             } else {
                 break;
             }
@@ -965,10 +987,23 @@ impl<'a> Parser<'a> {
         } else {
             self.unary()?
         };
+        // Each operator folded into `left` deepens the tree by one level, so a
+        // long flat chain counts against the nesting limit like parentheses.
+        let mut folded = 0;
+        let result = self.binary_chain(&mut left, min, &mut folded);
+        for _ in 0..folded {
+            self.leave();
+        }
+        result.map(|()| left)
+    }
+
+    fn binary_chain(&mut self, left: &mut Expr, min: u8, folded: &mut usize) -> Parsed<()> {
         while let Some((op, precedence)) = self.binary_op() {
             if precedence < min.max(1) {
                 break;
             }
+            self.enter()?;
+            *folded += 1;
             self.advance();
             let right = match op {
                 BinaryOp::Coalesce => {
@@ -979,7 +1014,11 @@ impl<'a> Parser<'a> {
                 }
                 _ => self.binary_expr(precedence + 1)?,
             };
-            left = Self::binary(op, left, right);
+            let placeholder = Expr {
+                kind: ExprKind::Error,
+                span: left.span,
+            };
+            *left = Self::binary(op, std::mem::replace(left, placeholder), right);
             if precedence == 5 && matches!(self.binary_op(), Some((_, 5))) {
                 let span = self.span();
                 self.diagnostics.push(
@@ -990,7 +1029,7 @@ impl<'a> Parser<'a> {
                 return Err(Reported);
             }
         }
-        Ok(left)
+        Ok(())
     }
 
     fn unary(&mut self) -> Parsed<Expr> {

@@ -136,6 +136,8 @@ pub struct Facts {
     pub enrolled: u64,
     /// Per role of the program's role universe.
     pub roles: Vec<RoleState>,
+    /// Each approver and the one role whose approval of theirs counts.
+    pub approvers: Vec<(String, usize)>,
 }
 
 fn kind_of(value: &Json) -> &'static str {
@@ -728,6 +730,9 @@ pub fn event(
                 let partial = object(json, &format!("{path}.context"))?;
                 context = attributes(program, partial, &program.schema.context, &format!("{path}.context"), &[], false)?;
             }
+            if principal.is_empty() && context.is_empty() {
+                return Err(invalid(path, "an update must set at least one `principal` or `context` attribute"));
+            }
             Ok(Event::Update { principal, context, at })
         }
         other => Err(invalid(
@@ -754,6 +759,7 @@ impl Facts {
             failures: [0; Factor::COUNT],
             enrolled: request.enrolled,
             roles: vec![RoleState::default(); program.roles.len()],
+            approvers: Vec::new(),
             request,
         }
     }
@@ -793,6 +799,22 @@ impl Facts {
                     return Ok(());
                 }
                 if let Some(index) = program.roles.iter().position(|r| r == role) {
+                    // Separation of duties: one approver grants at most one role.
+                    let granted_other = self
+                        .approvers
+                        .iter()
+                        .any(|(a, r)| a == approver && *r != index);
+                    if *granted && granted_other {
+                        return Ok(());
+                    }
+                    if *granted
+                        && !self
+                            .approvers
+                            .iter()
+                            .any(|(a, r)| a == approver && *r == index)
+                    {
+                        self.approvers.push((approver.clone(), index));
+                    }
                     let state = &mut self.roles[index];
                     if *granted {
                         if !state.granted {

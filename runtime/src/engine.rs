@@ -90,6 +90,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The flow instance id: a hash of the canonical request, so it survives a
+/// policy migration and a changed request no longer matches it.
+fn instance_id(request: &Json) -> String {
+    let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default());
+    hex(&hash[..8])
+}
+
 impl Policy {
     /// Verifies a program and prepares it for evaluation.
     pub fn new(program: Program) -> Result<Policy, String> {
@@ -180,10 +187,7 @@ impl Policy {
                 .or_insert_with(|| Json::from(format_time(default_now)));
         }
         let flow = self.program.flows[validated.flow].name.clone();
-        let mut hasher = Sha256::new();
-        hasher.update(self.digest.as_bytes());
-        hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
-        let instance = hex(&hasher.finalize()[..8]);
+        let instance = instance_id(&canonical);
         Ok(FlowState {
             policy: self.digest.clone(),
             flow,
@@ -249,6 +253,15 @@ impl Policy {
             }
             .into());
         }
+        if instance_id(&state.request) != state.instance {
+            return Err(InputError {
+                field: "instance".into(),
+                message:
+                    "the flow state's instance id does not match its request; the state was altered"
+                        .into(),
+            }
+            .into());
+        }
         if self.program.flows[request.flow].name != state.flow {
             return Err(InputError {
                 field: "flow".into(),
@@ -276,28 +289,80 @@ impl Policy {
     pub fn evaluate(&self, state: &FlowState, with_trace: bool) -> Result<Outcome, EvalError> {
         let facts = self.facts(state)?;
         let mut scratch = self.scratch();
+        Ok(self.evaluate_facts(&facts, state, state.events.len(), with_trace, &mut scratch))
+    }
+
+    /// Evaluates the flow after the request and after each event of the
+    /// state, in order. The whole state is validated before the first
+    /// evaluation, and the facts grow one event at a time, so the cost is
+    /// linear in the number of events.
+    pub fn evaluate_all(
+        &self,
+        state: &FlowState,
+        with_trace: bool,
+    ) -> Result<Vec<Outcome>, EvalError> {
+        let mut facts = self.facts(&FlowState {
+            events: Vec::new(),
+            ..state.clone()
+        })?;
+        let mut validated = Vec::with_capacity(state.events.len());
+        for (i, json) in state.events.iter().enumerate() {
+            validated.push(bind::event(
+                &self.program,
+                &facts.request,
+                json,
+                &format!("events[{i}]"),
+            )?);
+        }
+        let mut snapshots = Vec::with_capacity(validated.len() + 1);
+        snapshots.push(facts.clone());
+        for (i, event) in validated.iter().enumerate() {
+            facts.apply(&self.program, event, &format!("events[{i}]"))?;
+            snapshots.push(facts.clone());
+        }
+        let mut scratch = self.scratch();
+        Ok(snapshots
+            .iter()
+            .enumerate()
+            .map(|(applied, facts)| {
+                self.evaluate_facts(facts, state, applied, with_trace, &mut scratch)
+            })
+            .collect())
+    }
+
+    /// Binds, decides and renders; the trace input holds the request and the
+    /// first `applied` events of the state.
+    fn evaluate_facts(
+        &self,
+        facts: &Facts,
+        state: &FlowState,
+        applied: usize,
+        with_trace: bool,
+        scratch: &mut Scratch,
+    ) -> Outcome {
         let mut strings = Strings::new(&self.pool);
         bind::bind(
             &self.program,
-            &facts,
+            facts,
             &self.slot_index,
             &mut strings,
             &mut scratch.record,
         );
         let flow = &self.program.flows[facts.request.flow];
-        self.decide(facts.request.flow, &mut scratch);
+        self.decide(facts.request.flow, scratch);
         let words = &scratch.outcome[..flow.outcome_words as usize];
         let mut outcome = outcome::render(&self.program, flow, words, &strings);
         if with_trace {
+            let events = &state.events[..applied.min(state.events.len())];
             outcome.trace = Some(Trace {
                 policy: self.digest.clone(),
                 flow: flow.name.clone(),
                 instance: state.instance.clone(),
-                input: serde_json::json!({ "request": state.request, "events": state.events }),
+                input: serde_json::json!({ "request": state.request, "events": events }),
                 steps: outcome::trace_steps(flow, words, outcome.decision),
             });
         }
-        Ok(outcome)
+        outcome
     }
 
     /// Binds facts into `scratch.record`; returns the string table for rendering.

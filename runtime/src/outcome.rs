@@ -83,6 +83,9 @@ pub struct Trace {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TraceEntry {
+    /// The step's index in the flow's trace table.
+    #[serde(skip)]
+    pub index: usize,
     pub line: u32,
     pub step: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -157,7 +160,7 @@ pub fn render(program: &Program, flow: &Flow, words: &[u64], strings: &Strings<'
 /// The trace entries of the steps evaluation reached.
 pub fn trace_steps(flow: &Flow, words: &[u64], decision: Decision) -> Vec<TraceEntry> {
     let mut entries = Vec::new();
-    for step in &flow.steps {
+    for (index, step) in flow.steps.iter().enumerate() {
         if words[step.reached as usize] != 1 {
             continue;
         }
@@ -172,6 +175,7 @@ pub fn trace_steps(flow: &Flow, words: &[u64], decision: Decision) -> Vec<TraceE
         });
         let decided = words[step.decided as usize] == 1;
         entries.push(TraceEntry {
+            index,
             line: step.line,
             step: step.text.clone(),
             guards: step

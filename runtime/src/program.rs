@@ -211,6 +211,20 @@ pub struct TraceStep {
     pub arm: Option<u32>,
     /// Outcome word: 1 when this step made the decision.
     pub decided: u32,
+    pub role: StepRole,
+}
+
+/// What a traced step is, for coverage reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepRole {
+    Step,
+    /// An `if` chain or `match`; `otherwise` when it has a final `else` arm.
+    Branch {
+        otherwise: bool,
+    },
+    /// The entry of an `exception` block; its guard says whether it was entered.
+    Exception,
 }
 
 /// One machine instruction of the decision kernel. Registers and slots are
