@@ -107,10 +107,16 @@ enum Command {
         coverage: bool,
     },
     /// Re-evaluate recorded traces and confirm them, or print the first difference.
+    /// With `--candidate NEW.flow TRACES`, re-evaluates recorded inputs under a
+    /// candidate policy and summarises which decisions would change.
     Replay {
-        policy: PathBuf,
-        /// Outcome lines with traces, as printed by `eval --trace`.
-        trace: PathBuf,
+        /// `POLICY TRACES`, or only `TRACES` with `--candidate`. The traces are
+        /// outcome lines with traces, as printed by `eval --trace`.
+        #[arg(num_args = 1..=2, required = true)]
+        files: Vec<PathBuf>,
+        /// A candidate policy to compare the recorded decisions with.
+        #[arg(long)]
+        candidate: Option<PathBuf>,
     },
 }
 
@@ -145,7 +151,16 @@ fn main() -> ExitCode {
             migrate,
             state_out,
         } => resume(&policy, &state, &events, trace, migrate, state_out),
-        Command::Replay { policy, trace } => replay(&policy, &trace),
+        Command::Replay { files, candidate } => {
+            match (files.as_slice(), candidate) {
+                ([policy, trace], None) => replay(policy, trace),
+                ([trace], Some(candidate)) => what_if(&candidate, trace),
+                _ => {
+                    eprintln!("error: give `replay POLICY TRACES`, or `replay --candidate NEW.flow TRACES`");
+                    EXIT_USAGE
+                }
+            }
+        }
         Command::Test { policy, coverage } => test(&policy, coverage),
     };
     ExitCode::from(status)
@@ -639,11 +654,19 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
                 .cloned()
                 .unwrap_or_default(),
         };
+        if state.policy != policy.digest() {
+            eprintln!(
+                "error: {where_}: the trace was recorded under policy {}, not the loaded policy {}",
+                state.policy,
+                policy.digest()
+            );
+            return EXIT_INPUT;
+        }
         let replayed = match policy.evaluate(&state, true) {
             Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
             Err(error) => {
-                out!("{where_}: differs: {error}");
-                return EXIT_COMPILE;
+                eprintln!("error: {where_}: the recorded input does not fit the policy: {error}");
+                return EXIT_INPUT;
             }
         };
         if let Some(difference) = first_difference(&recorded, &replayed, "$") {
@@ -651,6 +674,13 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
             return EXIT_COMPILE;
         }
         confirmed += 1;
+    }
+    if confirmed == 0 {
+        eprintln!(
+            "error: `{}` holds no recorded outcomes",
+            trace_path.display()
+        );
+        return EXIT_INPUT;
     }
     out!(
         "{confirmed} outcome{} confirmed",
@@ -713,4 +743,119 @@ fn test(path: &Path, coverage: bool) -> u8 {
     } else {
         EXIT_COMPILE
     }
+}
+
+/// The recorded flow state inside an outcome line with a trace.
+fn recorded_state(trace: &Json) -> FlowState {
+    let text = |key: &str| {
+        trace
+            .get(key)
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    FlowState {
+        policy: text("policy"),
+        flow: text("flow"),
+        instance: text("instance"),
+        request: trace
+            .pointer("/input/request")
+            .cloned()
+            .unwrap_or(Json::Null),
+        events: trace
+            .pointer("/input/events")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// A decision with the detail that tells two outcomes apart.
+fn decision_summary(outcome: &Json) -> String {
+    let decision = outcome
+        .get("decision")
+        .and_then(Json::as_str)
+        .unwrap_or("?");
+    let detail = ["reason", "options", "awaiting"]
+        .iter()
+        .find_map(|key| outcome.get(*key));
+    match detail {
+        Some(detail) => format!("{decision} {detail}"),
+        None => decision.to_string(),
+    }
+}
+
+/// Re-evaluates every recorded input under `candidate` and counts how the
+/// decisions would change: the report-only mode, offline and exact.
+fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
+    let policy = match load_policy(candidate) {
+        Ok(policy) => policy,
+        Err(status) => return status,
+    };
+    let text = match read_source(trace_path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read `{}`: {error}", trace_path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let mut total = 0;
+    let mut changes: std::collections::BTreeMap<(String, String), (usize, String)> =
+        std::collections::BTreeMap::new();
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let where_ = format!("{}:{}", trace_path.display(), number + 1);
+        let recorded = match authflow_runtime::json::parse(line) {
+            Ok(json) => json,
+            Err(message) => {
+                eprintln!("error: {where_}: {message}");
+                return EXIT_INPUT;
+            }
+        };
+        let Some(trace) = recorded.get("trace") else {
+            eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
+            return EXIT_INPUT;
+        };
+        let state = match policy.migrate(&recorded_state(trace)) {
+            Ok(state) => state,
+            Err(error) => {
+                eprintln!("error: {where_}: the recorded input does not fit the candidate policy: {error}");
+                return EXIT_INPUT;
+            }
+        };
+        let outcome = match policy.evaluate(&state, false) {
+            Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
+            Err(error) => {
+                eprintln!("error: {where_}: {error}");
+                return EXIT_INPUT;
+            }
+        };
+        total += 1;
+        let before = decision_summary(&recorded);
+        let after = decision_summary(&outcome);
+        if before != after {
+            let entry = changes.entry((before, after)).or_insert((0, where_));
+            entry.0 += 1;
+        }
+    }
+    if total == 0 {
+        eprintln!(
+            "error: `{}` holds no recorded outcomes",
+            trace_path.display()
+        );
+        return EXIT_INPUT;
+    }
+    let changed: usize = changes.values().map(|(count, _)| count).sum();
+    out!(
+        "{total} recorded outcomes replayed under {}: {} unchanged, {changed} changed",
+        candidate.display(),
+        total - changed
+    );
+    for ((before, after), (count, first)) in &changes {
+        out!("  {count} × {before} → {after} (first at {first})");
+    }
+    EXIT_OK
 }

@@ -288,3 +288,33 @@ fn unwritable_state_file_prints_no_outcome() {
         common::stdout(&output)
     );
 }
+
+#[test]
+fn candidate_replay_counts_changed_decisions() {
+    let dir = scratch("candidate");
+    let mut recorded = String::new();
+    for risk in [10, 85, 95] {
+        let request = write(
+            &dir,
+            &format!("r{risk}.json"),
+            &REQUEST.replace("\"risk\": 10", &format!("\"risk\": {risk}")),
+        );
+        let output = common::authflow(&["eval", POLICY, "--input", &request, "--trace"]);
+        assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+        recorded.push_str(&common::stdout(&output));
+    }
+    let traces = write(&dir, "traces.jsonl", &recorded);
+    let lowered = std::fs::read_to_string(common::root().join(POLICY))
+        .expect("policy")
+        .replace(">= 90", ">= 80");
+    let candidate = write(&dir, "candidate.flow", &lowered);
+    let output = common::authflow(&["replay", "--candidate", &candidate, &traces]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let report = common::stdout(&output);
+    assert!(report.contains("3 recorded outcomes replayed"), "{report}");
+    assert!(report.contains("2 unchanged, 1 changed"), "{report}");
+    assert!(
+        report.contains("challenge [\"password\"] → deny \"risk too high\""),
+        "{report}"
+    );
+}

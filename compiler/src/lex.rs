@@ -208,6 +208,7 @@ pub struct Token {
 /// Microseconds per duration unit suffix.
 pub fn duration_unit(suffix: &str) -> Option<i64> {
     match suffix {
+        "us" => Some(1),
         "ms" => Some(1_000),
         "s" => Some(1_000_000),
         "m" => Some(60_000_000),

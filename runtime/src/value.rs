@@ -134,28 +134,45 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 
 /// Formats microseconds since the epoch as RFC 3339 in UTC with a `Z` suffix.
 pub fn format_time(micros: i64) -> String {
-    let nanos = i128::from(micros) * 1_000;
+    let clamped = micros.clamp(MIN_TIME, MAX_TIME);
+    let nanos = i128::from(clamped) * 1_000;
     match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(time) => time.format(&Rfc3339).unwrap_or_else(|_| micros.to_string()),
-        Err(_) => micros.to_string(),
+        Ok(time) => time
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| clamped.to_string()),
+        Err(_) => clamped.to_string(),
     }
 }
 
-const DURATION_UNITS: [(&str, i64); 5] = [
+/// The earliest time RFC 3339 can write, 0000-01-01T00:00:00Z, in microseconds.
+pub const MIN_TIME: i64 = -62_167_219_200_000_000;
+/// The latest time RFC 3339 can write, 9999-12-31T23:59:59.999999Z.
+pub const MAX_TIME: i64 = 253_402_300_799_999_999;
+
+const DURATION_UNITS: [(&str, i64); 6] = [
     ("d", 86_400_000_000),
     ("h", 3_600_000_000),
     ("m", 60_000_000),
     ("s", 1_000_000),
     ("ms", 1_000),
+    ("us", 1),
 ];
 
-/// Parses `"300s"`, `"15m"`, `"12h"`, `"7d"` or `"250ms"` into microseconds.
+/// Parses `"300s"`, `"15m"`, `"12h"`, `"7d"`, `"250ms"` or `"10us"` into
+/// microseconds; a leading `-` makes the duration negative, so every
+/// duration that [`format_duration`] prints parses back.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let invalid = || {
-        format!("invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d)")
+        format!(
+            "invalid duration `{text}`: expected a whole number and a unit (us, ms, s, m, h, d)"
+        )
     };
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let digits = magnitude.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = magnitude.split_at(digits);
     let scale = DURATION_UNITS
         .iter()
         .find(|(name, _)| *name == unit)
@@ -164,11 +181,13 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     if number.is_empty() {
         return Err(invalid());
     }
-    number
-        .parse::<i64>()
-        .ok()
-        .and_then(|count| count.checked_mul(scale))
-        .ok_or_else(|| format!("duration `{text}` is out of range"))
+    let count: i64 = number
+        .parse()
+        .map_err(|_| format!("duration `{text}` is out of range"))?;
+    let micros = count
+        .checked_mul(scale)
+        .ok_or_else(|| format!("duration `{text}` is out of range"))?;
+    Ok(if negative { -micros } else { micros })
 }
 
 /// Formats a duration in the largest unit that divides it: `8h`, `90m`, `0s`.
@@ -176,12 +195,12 @@ pub fn format_duration(micros: i64) -> String {
     if micros == 0 {
         return "0s".to_string();
     }
-    for (unit, scale) in DURATION_UNITS {
-        if micros % scale == 0 {
-            return format!("{}{unit}", micros / scale);
-        }
-    }
-    format!("{micros}us")
+    // The last unit, `us`, divides every duration.
+    let (unit, scale) = DURATION_UNITS
+        .iter()
+        .find(|(_, scale)| micros % scale == 0)
+        .unwrap_or(&("us", 1));
+    format!("{}{unit}", micros / scale)
 }
 
 /// The hour of day (0 to 23) in UTC.
@@ -240,6 +259,12 @@ mod tests {
     }
 
     #[test]
+    fn times_outside_rfc_3339_print_at_the_bounds() {
+        assert_eq!(format_time(i64::MAX), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(format_time(i64::MIN), "0000-01-01T00:00:00Z");
+    }
+
+    #[test]
     fn times_accept_offsets() {
         assert_eq!(
             parse_time("2026-12-04T11:00:00+01:00"),
@@ -258,7 +283,10 @@ mod tests {
         assert_eq!(format_duration(parse_duration("90m").unwrap()), "90m");
         assert_eq!(format_duration(0), "0s");
         assert!(parse_duration("5").is_err());
-        assert!(parse_duration("-5s").is_err());
+        assert_eq!(parse_duration("-5s"), Ok(-5_000_000));
+        assert_eq!(parse_duration(&format_duration(1_500)), Ok(1_500));
+        assert_eq!(parse_duration(&format_duration(7)), Ok(7));
+        assert!(parse_duration("--5s").is_err());
     }
 
     #[test]
