@@ -107,6 +107,13 @@ enum Command {
         coverage: bool,
     },
     /// Re-evaluate recorded traces and confirm them, or print the first difference.
+    /// Explain recorded outcomes: the chain of steps and guard values that
+    /// produced each, and what would change a deny, challenge, enroll or pending.
+    Explain {
+        policy: PathBuf,
+        /// Outcome lines with traces, as printed by `eval --trace`.
+        trace: PathBuf,
+    },
     /// With `--candidate NEW.flow TRACES`, re-evaluates recorded inputs under a
     /// candidate policy and summarises which decisions would change.
     Replay {
@@ -151,6 +158,7 @@ fn main() -> ExitCode {
             migrate,
             state_out,
         } => resume(&policy, &state, &events, trace, migrate, state_out),
+        Command::Explain { policy, trace } => explain(&policy, &trace),
         Command::Replay { files, candidate } => {
             match (files.as_slice(), candidate) {
                 ([policy, trace], None) => replay(policy, trace),
@@ -858,4 +866,162 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
         out!("  {count} × {before} → {after} (first at {first})");
     }
     EXIT_OK
+}
+
+/// Prints, for each recorded outcome, the steps that produced it with their
+/// guard values, and the facts that would change a non-allow decision.
+fn explain(path: &Path, trace_path: &Path) -> u8 {
+    let policy = match load_policy(path) {
+        Ok(policy) => policy,
+        Err(status) => return status,
+    };
+    let text = match read_source(trace_path) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("error: cannot read `{}`: {error}", trace_path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let mut explained = 0;
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let where_ = format!("{}:{}", trace_path.display(), number + 1);
+        let recorded = match authflow_runtime::json::parse(line) {
+            Ok(json) => json,
+            Err(message) => {
+                eprintln!("error: {where_}: {message}");
+                return EXIT_INPUT;
+            }
+        };
+        let Some(trace) = recorded.get("trace") else {
+            eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
+            return EXIT_INPUT;
+        };
+        // Explain what the policy decides now, and say so if the record differs.
+        let state = recorded_state(trace);
+        let outcome = match policy.evaluate(&state, true) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                eprintln!("error: {where_}: the recorded input does not fit the policy: {error}");
+                return EXIT_INPUT;
+            }
+        };
+        let current = serde_json::to_value(&outcome).unwrap_or(Json::Null);
+        if explained > 0 {
+            out!("");
+        }
+        out!(
+            "{where_}: flow `{}` decided {}",
+            state.flow,
+            decision_summary(&current)
+        );
+        if first_difference(&recorded, &current, "$").is_some() {
+            out!(
+                "  note: the recorded outcome was {}; this policy decides differently",
+                decision_summary(&recorded)
+            );
+        }
+        for step in outcome.trace.iter().flat_map(|t| &t.steps) {
+            let guards = match step.guards.as_slice() {
+                [] => String::new(),
+                values => format!(
+                    " [{}]",
+                    values
+                        .iter()
+                        .map(|g| if *g { "true" } else { "false" })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            let arm = step
+                .arm
+                .as_ref()
+                .map(|a| format!(", arm {a}"))
+                .unwrap_or_default();
+            out!(
+                "  line {:>4}  {}{guards}{arm} → {}",
+                step.line,
+                step.step,
+                step.result
+            );
+        }
+        for fact in counterfactuals(&outcome) {
+            out!("  would change it: {fact}");
+        }
+        explained += 1;
+    }
+    if explained == 0 {
+        eprintln!(
+            "error: `{}` holds no recorded outcomes",
+            trace_path.display()
+        );
+        return EXIT_INPUT;
+    }
+    EXIT_OK
+}
+
+/// The facts that, if different, would change an outcome.
+fn counterfactuals(outcome: &authflow_runtime::Outcome) -> Vec<String> {
+    use authflow_runtime::program::Decision;
+    let deciding = outcome
+        .trace
+        .as_ref()
+        .and_then(|t| t.steps.iter().rev().find(|s| s.result != "continue"));
+    let step = deciding
+        .map(|s| format!("`{}` (line {})", s.step, s.line))
+        .unwrap_or_default();
+    let list = |names: &[String]| names.join(", ");
+    match (outcome.decision, outcome.reason.as_deref()) {
+        (Decision::Allow, _) => Vec::new(),
+        (Decision::Challenge, _) => vec![format!(
+            "verifying one of {} for {step}",
+            list(&outcome.options)
+        )],
+        (Decision::Enroll, _) => vec![format!(
+            "enrolling one of {} for {step}",
+            list(&outcome.options)
+        )],
+        (Decision::Pending, _) => vec![format!(
+            "approvals from {} for {step}",
+            list(&outcome.awaiting)
+        )],
+        (Decision::Deny, Some("too many failed attempts")) => {
+            vec![format!("fewer failed attempts at the factors of {step}")]
+        }
+        (Decision::Deny, Some("approval refused")) => {
+            vec![format!("no refusal by a role of {step}")]
+        }
+        (Decision::Deny, Some("approval expired")) => {
+            vec![format!(
+                "every approval of {step} granted before its deadline"
+            )]
+        }
+        (Decision::Deny, Some("no decision")) => {
+            vec!["a step that allows or denies on the path taken".to_string()]
+        }
+        (Decision::Deny, _) => {
+            let mut facts = Vec::new();
+            if let Some(condition) = deciding
+                .and_then(|s| s.step.split_once(" when "))
+                .map(|(_, c)| c.to_string())
+            {
+                facts.push(format!("`{condition}` being false at {step}"));
+            }
+            let branches = outcome
+                .trace
+                .iter()
+                .flat_map(|t| &t.steps)
+                .filter(|s| s.arm.is_some());
+            for branch in branches {
+                facts.push(format!(
+                    "another arm of `{}` (line {}) being selected",
+                    branch.step, branch.line
+                ));
+            }
+            facts
+        }
+    }
 }

@@ -318,3 +318,24 @@ fn candidate_replay_counts_changed_decisions() {
         "{report}"
     );
 }
+
+#[test]
+fn explain_names_the_deciding_guard() {
+    let dir = scratch("explain");
+    let risky = REQUEST.replace("\"risk\": 10", "\"risk\": 95");
+    let request = write(&dir, "request.json", &risky);
+    let output = common::authflow(&["eval", POLICY, "--input", &request, "--trace"]);
+    let traces = write(&dir, "trace.jsonl", &common::stdout(&output));
+    let output = common::authflow(&["explain", POLICY, &traces]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let text = common::stdout(&output);
+    assert!(text.contains("decided deny \"risk too high\""), "{text}");
+    assert!(
+        text.contains("line   24  deny \"risk too high\" when context.risk >= 90 [true] → deny"),
+        "{text}"
+    );
+    assert!(
+        text.contains("would change it: `context.risk >= 90` being false"),
+        "{text}"
+    );
+}
