@@ -2295,8 +2295,26 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    fn flow_warnings(&mut self, flow: &CheckedFlow, _checked: &Checked) {
+    fn flow_warnings(&mut self, flow: &CheckedFlow, checked: &Checked) {
         self.block_warnings(&flow.body);
+        let index = checked
+            .flows
+            .iter()
+            .position(|f| f.name == flow.name)
+            .unwrap_or(0) as u32;
+        let elevated = ELEVATED_NAME_PARTS
+            .iter()
+            .any(|part| flow.name.contains(part))
+            || self
+                .scope
+                .invariants
+                .iter()
+                .any(|i| i.flow.name == flow.name);
+        let mut path = LintPath {
+            factor_required: false,
+            switches: Vec::new(),
+        };
+        self.lint_steps(&flow.body, &mut path, elevated, checked, &mut vec![index]);
         if !self.terminates(&flow.body, &mut Vec::new()) {
             self.diagnostics.push(
                 Diagnostic::warning(
@@ -2308,6 +2326,103 @@ impl<'s, 'a> Checker<'s, 'a> {
                     "such a path denies with reason \"no decision\"; end it with `allow` or `deny`",
                 ),
             );
+        }
+    }
+
+    /// Lints for misconfigurations seen in the field, along every path.
+    fn lint_steps(
+        &mut self,
+        steps: &[TStep],
+        path: &mut LintPath,
+        elevated: bool,
+        checked: &Checked,
+        running: &mut Vec<u32>,
+    ) {
+        for step in steps {
+            match &step.kind {
+                TStepKind::Require {
+                    requirement: Requirement::Any(bits),
+                    ..
+                } => {
+                    path.factor_required = true;
+                    let strong = bits & PHISHING_RESISTANT;
+                    let weak = bits & !PHISHING_RESISTANT;
+                    if elevated && strong != 0 && weak != 0 {
+                        let weaker: Vec<&str> = Factor::ALL
+                            .iter()
+                            .filter(|f| weak & f.bit() != 0)
+                            .map(|f| f.name())
+                            .collect();
+                        self.diagnostics.push(
+                            Diagnostic::warning(
+                                format!("`{}` accepts {} in place of a phishing-resistant factor", self.text(step.span), weaker.join(", ")),
+                                step.span,
+                            )
+                            .with_label("the weaker factor satisfies the step alone")
+                            .with_help("require the phishing-resistant factors on their own, or add a separate step for the weaker one"),
+                        );
+                    }
+                }
+                TStepKind::Require { .. } => path.factor_required = true,
+                TStepKind::Allow { .. } if !path.factor_required && !path.switches.is_empty() => {
+                    let names = path.switches.join("`, `");
+                    self.diagnostics.push(
+                        Diagnostic::warning(format!("switch `{names}` leads to `allow` without any factor"), step.span)
+                            .with_label("no `require` on this path")
+                            .with_help("an operator switch should tighten a flow; keep at least one `require` on every path it selects"),
+                    );
+                }
+                TStepKind::If { arms, otherwise } => {
+                    for (guard, body) in arms {
+                        let mut inner = path.clone();
+                        switch_names(guard, &self.scope.switches, &mut inner.switches);
+                        self.lint_steps(body, &mut inner, elevated, checked, running);
+                    }
+                    if let Some(body) = otherwise {
+                        let mut inner = path.clone();
+                        for (guard, _) in arms {
+                            switch_names(guard, &self.scope.switches, &mut inner.switches);
+                        }
+                        self.lint_steps(body, &mut inner, elevated, checked, running);
+                    }
+                }
+                TStepKind::Exception { name, body, when } => {
+                    let header = Span {
+                        end: when.span.end,
+                        ..step.span
+                    };
+                    let has_approval =
+                        contains_step(body, &|k| matches!(k, TStepKind::Approve { .. }));
+                    let has_obligation =
+                        contains_step(body, &|k| matches!(k, TStepKind::Emit { .. }));
+                    if !has_approval || !has_obligation {
+                        let missing = match (has_approval, has_obligation) {
+                            (false, false) => "no approval and no obligation",
+                            (false, true) => "no approval",
+                            _ => "no obligation",
+                        };
+                        self.diagnostics.push(
+                            Diagnostic::warning(
+                                format!("exception path `{name}` has {missing}"),
+                                header,
+                            )
+                            .with_label("a break-glass path that nobody approves or reviews")
+                            .with_help(
+                                "add `approve by ROLE` and an `emit` that pages or opens a review",
+                            ),
+                        );
+                    }
+                    let mut inner = path.clone();
+                    self.lint_steps(body, &mut inner, elevated, checked, running);
+                }
+                TStepKind::Run { flow } if !running.contains(flow) => {
+                    running.push(*flow);
+                    let body = checked.flows[*flow as usize].body.clone();
+                    self.lint_steps(&body, path, elevated, checked, running);
+                    running.pop();
+                }
+                _ => {}
+            }
         }
     }
 
@@ -2699,6 +2814,62 @@ impl<'s, 'a> Checker<'s, 'a> {
             span: decl.span,
         })
     }
+}
+
+/// Factors that resist phishing: WebAuthn and PIV authenticators bind the
+/// sign-in to the verifier's origin (NIST SP 800-63B revision 3, 5.2.5).
+const PHISHING_RESISTANT: u64 = authflow_runtime::factor::mask(&[
+    Factor::Passkey,
+    Factor::SecurityKey,
+    Factor::Piv,
+    Factor::Webauthn,
+]);
+
+/// Flow name parts that mark a flow guarding elevated access.
+const ELEVATED_NAME_PARTS: &[&str] = &[
+    "admin",
+    "privileged",
+    "root",
+    "sudo",
+    "step_up",
+    "sensitive",
+    "break_glass",
+];
+
+/// What the lints know about the path to a step.
+#[derive(Clone)]
+struct LintPath {
+    factor_required: bool,
+    /// Switches read by the guards that select this path.
+    switches: Vec<String>,
+}
+
+fn switch_names(expr: &TExpr, switches: &[&ast::SwitchDecl], out: &mut Vec<String>) {
+    if let TKind::Input(Input::Switch(index)) = &expr.kind {
+        let name = switches[*index as usize].name.name.clone();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    for child in children(expr) {
+        switch_names(child, switches, out);
+    }
+}
+
+fn contains_step(steps: &[TStep], wanted: &dyn Fn(&TStepKind) -> bool) -> bool {
+    steps.iter().any(|step| {
+        wanted(&step.kind)
+            || match &step.kind {
+                TStepKind::If { arms, otherwise } => {
+                    arms.iter().any(|(_, body)| contains_step(body, wanted))
+                        || otherwise
+                            .as_ref()
+                            .is_some_and(|body| contains_step(body, wanted))
+                }
+                TStepKind::Exception { body, .. } => contains_step(body, wanted),
+                _ => false,
+            }
+    })
 }
 
 /// The most steps one flow may contain once every `run` is inlined; it
