@@ -81,6 +81,30 @@ fn opcode_sequence_is_identical_across_paths() {
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
+        // Random records reach paths the cases do not; the sequence must not change.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for (flow_index, flow) in policy.program().flows.iter().enumerate() {
+            let mut scratch = policy.scratch();
+            for _ in 0..200 {
+                for word in scratch.record.iter_mut() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *word = match seed % 4 {
+                        0 => seed & 1,
+                        1 => seed % 200,
+                        2 => seed,
+                        _ => 0,
+                    };
+                }
+                let mut opcodes = Vec::new();
+                let registers = &mut scratch.registers[..flow.registers as usize];
+                let outcome = &mut scratch.outcome[..flow.outcome_words as usize];
+                kernel::run_recording(&flow.code, &scratch.record, registers, outcome, &mut opcodes);
+                sites.entry(flow_index).or_default().insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                sequences.entry(flow_index).or_default().push(opcodes);
+            }
+        }
         for (flow_index, recorded) in &sequences {
             let name = &policy.program().flows[*flow_index].name;
             let first = &recorded[0];
