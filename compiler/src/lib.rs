@@ -9,6 +9,7 @@ pub mod ast;
 pub mod check;
 pub mod diagnostic;
 pub mod emit;
+pub mod format;
 pub mod lex;
 pub mod lower;
 pub mod parse;

@@ -305,14 +305,9 @@ pub fn value(
             elements.dedup();
             Value::Set(elements)
         }
-        ValueType::Optional(_) => unreachable_optional(),
+        ValueType::Optional(_) => return Err(invalid(field, "nested optional types are not supported")),
     };
     Ok(Some(parsed))
-}
-
-fn unreachable_optional() -> Value {
-    // Optional types are unwrapped above; a nested optional is never compiled.
-    Value::Bool(false)
 }
 
 fn describe(program: &Program, ty: &ValueType) -> String {
@@ -743,7 +738,7 @@ pub fn event(
 }
 
 impl Facts {
-    /// The facts of a request before any event.
+    /// Builds the facts of a request before any event.
     pub fn new(program: &Program, request: Request) -> Facts {
         let mut verified_at = [i64::MIN; Factor::COUNT];
         let mut verified = 0;
@@ -880,7 +875,7 @@ impl<'p> Strings<'p> {
         })
     }
 
-    /// The text of an id, for rendering outputs.
+    /// Returns the text of an id, for rendering outputs.
     pub fn text<'s>(&'s self, id: u64, program: &'s Program) -> &'s str {
         if id < self.pool_size {
             return program

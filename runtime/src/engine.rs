@@ -19,7 +19,7 @@ use crate::outcome::{self, Outcome, Trace};
 use crate::program::Program;
 use crate::value::format_time;
 
-/// Why an evaluation produced no outcome.
+/// The reason an evaluation produced no outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EvalError {
     /// The request or an event is invalid.
@@ -56,7 +56,7 @@ pub struct FlowState {
     /// Digest of the policy the flow was started under.
     pub policy: String,
     pub flow: String,
-    /// A stable id: a hash of the policy digest and the canonical request.
+    /// A stable id: a hash of the canonical request.
     pub instance: String,
     /// The request as validated, with `now` filled in.
     pub request: Json,
@@ -90,8 +90,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The flow instance id: a hash of the canonical request, so it survives a
-/// policy migration and a changed request no longer matches it.
+/// Computes the flow instance id: a hash of the canonical request, so it
+/// survives a policy migration and a changed request no longer matches it.
 fn instance_id(request: &Json) -> String {
     let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default());
     hex(&hash[..8])
@@ -330,7 +330,7 @@ impl Policy {
             .collect())
     }
 
-    /// Binds, decides and renders; the trace input holds the request and the
+    /// Binds, decides and renders. The trace input contains the request and the
     /// first `applied` events of the state.
     fn evaluate_facts(
         &self,
