@@ -7,6 +7,7 @@ pub mod engine;
 pub mod factor;
 pub mod json;
 pub mod kernel;
+pub mod native;
 pub mod outcome;
 pub mod program;
 pub mod value;
