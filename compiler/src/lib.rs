@@ -13,6 +13,7 @@ pub mod format;
 pub mod lex;
 pub mod lower;
 pub mod parse;
+pub mod prove;
 pub mod resolve;
 pub mod span;
 pub mod stdlib;
