@@ -74,7 +74,7 @@ pub enum Verdict {
     Unknown { reason: String },
 }
 
-/// How a decision changed between two programs.
+/// The kind of change of a decision between two programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Change {
     NewlyAllowed,
@@ -153,11 +153,12 @@ fn solve(c: &mut Circuit, assumptions: &[Lit]) -> bool {
 fn minimize(c: &mut Circuit, fixed: &[Lit], candidates: &[Lit]) -> Vec<Lit> {
     let mut assumptions = fixed.to_vec();
     for &lit in candidates {
-        if c.known(lit).is_some() || !c.value(lit) {
+        if c.known(lit).is_some() {
             continue;
         }
+        // A candidate already clear stays clear, so later rounds cannot set it.
         assumptions.push(!lit);
-        if !solve(c, &assumptions) {
+        if c.value(lit) && !solve(c, &assumptions) {
             assumptions.pop();
             assumptions.push(lit);
             solve(c, &assumptions);

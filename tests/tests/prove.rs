@@ -232,3 +232,24 @@ fn diff_rejects_different_schemas() {
     let error = diff(&old, &new, "workforce_login").expect_err("different contexts");
     assert!(error.contains("context"), "{error}");
 }
+
+#[test]
+fn weakened_example_is_violated() {
+    let path = repository_root().join("examples/workforce-login/policy.flow");
+    let text = fs::read_to_string(path).expect("the workforce example");
+    assert!(text.contains("require aal3 attempts 5"));
+    let weakened = text.replace("require aal3 attempts 5", "require aal2 attempts 5");
+    let (checked, program) = compile_text("weakened.flow", &weakened);
+    let results = check_invariants(&checked, &program);
+    let result = results
+        .iter()
+        .find(|r| r.name == "admin console sessions reach aal3")
+        .expect("the aal3 invariant");
+    let Verdict::Violated { request, events } = &result.verdict else {
+        panic!("expected a violation, got {:?}", result.verdict);
+    };
+    assert_eq!(request["context"]["resource"], "admin_console");
+    let (decision, verified) = evaluate(&program, request, events);
+    assert_eq!(decision, Decision::Allow);
+    assert!(authflow_runtime::factor::assurance_level(verified) < 3);
+}
