@@ -99,6 +99,14 @@ enum Command {
         #[arg(long)]
         state_out: Option<PathBuf>,
     },
+    /// Rewrite policies in the canonical layout, keeping comments.
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the policy's `test` blocks; prints one line per test and a summary.
     Test {
         policy: PathBuf,
@@ -159,6 +167,7 @@ fn main() -> ExitCode {
             state_out,
         } => resume(&policy, &state, &events, trace, migrate, state_out),
         Command::Explain { policy, trace } => explain(&policy, &trace),
+        Command::Fmt { files, check } => format_files(&files, check),
         Command::Replay { files, candidate } => {
             match (files.as_slice(), candidate) {
                 ([policy, trace], None) => replay(policy, trace),
@@ -1023,5 +1032,45 @@ fn counterfactuals(outcome: &authflow_runtime::Outcome) -> Vec<String> {
             }
             facts
         }
+    }
+}
+
+fn format_files(files: &[PathBuf], check: bool) -> u8 {
+    let mut unformatted = 0;
+    for path in files {
+        let text = match read_policy(path) {
+            Ok(text) => text,
+            Err(status) => return status,
+        };
+        let formatted = match authflow_compiler::format::format_source(&text) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                let sources = [authflow_compiler::SourceFile {
+                    name: path.display().to_string(),
+                    text,
+                }];
+                eprint!("{}", render::to_text(&sources, &diagnostics, false));
+                eprintln!(
+                    "error: `{}` has syntax errors and was not formatted",
+                    path.display()
+                );
+                return EXIT_COMPILE;
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        unformatted += 1;
+        if check {
+            out!("{} is not formatted", path.display());
+        } else if let Err(error) = std::fs::write(path, formatted) {
+            eprintln!("error: cannot write `{}`: {error}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if check && unformatted > 0 {
+        EXIT_COMPILE
+    } else {
+        EXIT_OK
     }
 }

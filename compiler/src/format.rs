@@ -341,6 +341,60 @@ impl Printer<'_> {
     }
 }
 
+/// Renders the head of a step in canonical form on one line: the whole step
+/// for simple steps, the conditions of an `if` chain, `match EXPR`, or
+/// `exception "NAME" when COND`. Traces show this text, so it does not
+/// depend on the layout of the source.
+pub fn step_text(step: &Step) -> String {
+    match &step.kind {
+        StepKind::If { arms, otherwise } => {
+            let mut text = String::new();
+            for (index, (guard, _)) in arms.iter().enumerate() {
+                if index > 0 {
+                    text.push_str(" else ");
+                }
+                text.push_str(&format!("if {}", expr(guard)));
+            }
+            if otherwise.is_some() {
+                text.push_str(" else");
+            }
+            text
+        }
+        StepKind::Match { scrutinee, .. } => format!("match {}", expr(scrutinee)),
+        StepKind::Exception { name, when, .. } => {
+            format!("exception {} when {}", string_literal(name), expr(when))
+        }
+        StepKind::Allow { with } => format!("allow{}", with_record(with)),
+        StepKind::Deny { reason, when } => match when {
+            Some(when) => format!("deny {} when {}", string_literal(reason), expr(when)),
+            None => format!("deny {}", string_literal(reason)),
+        },
+        StepKind::Require {
+            factors,
+            within,
+            attempts,
+        } => {
+            let mut text = format!("require {}", factor_spec(factors));
+            if let Some(within) = within {
+                text.push_str(&format!(" within {}", expr(within)));
+            }
+            if let Some(attempts) = attempts {
+                text.push_str(&format!(" attempts {}", expr(attempts)));
+            }
+            text
+        }
+        StepKind::Enroll { factors } => format!("enroll {}", factor_spec(factors)),
+        StepKind::Approve { roles, within } => match within {
+            Some(within) => format!("approve by {} within {}", names(roles), expr(within)),
+            None => format!("approve by {}", names(roles)),
+        },
+        StepKind::Emit { name, with } => {
+            format!("emit {}{}", string_literal(name), with_record(with))
+        }
+        StepKind::Run { flow } => format!("run {}", flow.name),
+    }
+}
+
 fn names(idents: &[Ident]) -> String {
     let names: Vec<&str> = idents.iter().map(|ident| ident.name.as_str()).collect();
     names.join(", ")
@@ -522,9 +576,12 @@ fn write_expr(out: &mut String, expr: &Expr, min: u8) {
         ExprKind::Unary { op, operand } => match op {
             // The operand of `not` is parsed at its own level, so `not not a`
             // and `not a == b` need no parentheses.
+            // A comparison under `not` keeps its parentheses for the reader,
+            // although `not a in s` already means `not (a in s)`.
             UnaryOp::Not => {
                 out.push_str("not ");
-                write_expr(out, operand, 4);
+                let comparison = matches!(operand.kind, ExprKind::Binary { op, .. } if binary_precedence(op) == 5);
+                write_expr(out, operand, if comparison { 9 } else { 4 });
             }
             // The operand of `-` is another negation or a postfix expression.
             UnaryOp::Neg => {

@@ -269,7 +269,8 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn line_of(&self, span: crate::span::Span) -> (u32, String) {
+    /// The 1-based line of a span's start.
+    fn line_of(&self, span: crate::span::Span) -> u32 {
         let file = span.file.0 as usize;
         let text = self.sources.get(file).copied().unwrap_or("");
         let start = (span.start as usize).min(text.len());
@@ -278,29 +279,14 @@ impl<'a> Lowering<'a> {
             .get(file)
             .map(Vec::as_slice)
             .unwrap_or(&[0]);
-        let index = starts
+        starts
             .partition_point(|&line_start| line_start <= start)
-            .saturating_sub(1);
-        let line = index as u32 + 1;
-        let line_start = starts.get(index).copied().unwrap_or(0);
-        let line_end = text[start..]
-            .find('\n')
-            .map(|i| start + i)
-            .unwrap_or(text.len());
-        let mut shown = text[line_start..line_end]
-            .trim()
-            .trim_end_matches('{')
-            .trim()
-            .to_string();
-        if let Some(comment) = shown.find("//") {
-            shown = shown[..comment].trim().to_string();
-        }
-        (line, shown)
+            .max(1) as u32
     }
 }
 
 fn flow_line(lowering: &Lowering<'_>, span: crate::span::Span) -> u32 {
-    lowering.line_of(span).0
+    lowering.line_of(span)
 }
 
 fn is_string_type(ty: &ValueType) -> bool {
@@ -1222,7 +1208,8 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         arm: Option<u32>,
         decided: u32,
     ) {
-        let (line, text) = self.lowering.line_of(step.span);
+        let line = self.lowering.line_of(step.span);
+        let text = step.text.clone();
         let reached_at = self.out_words(1);
         self.store(reached_at, reached);
         let guard_offsets: Vec<u32> = guards
@@ -1260,7 +1247,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     fn lower_block(&mut self, steps: &[TStep], path: u32) {
         for step in steps {
-            let (_, text) = self.lowering.line_of(step.span);
+            let text = step.text.clone();
             self.comments.push((self.code.len(), text));
             self.lower_step(step, path);
         }
@@ -1285,7 +1272,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn lower_step(&mut self, step: &TStep, path: u32) {
-        let line = self.lowering.line_of(step.span).0;
+        let line = self.lowering.line_of(step.span);
         match &step.kind {
             TStepKind::Allow { attributes } => {
                 let live = self.live(path);
@@ -1481,7 +1468,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         within: Option<&TExpr>,
         attempts: Option<&TExpr>,
     ) {
-        let line = self.lowering.line_of(step.span).0;
+        let line = self.lowering.line_of(step.span);
         let live = self.live(path);
         let candidates = Self::candidates(requirement);
         let counted = self.counted_factors(candidates, within);
@@ -1528,7 +1515,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     fn approve(&mut self, step: &TStep, path: u32, roles: &[String], within: Option<&TExpr>) {
-        let line = self.lowering.line_of(step.span).0;
+        let line = self.lowering.line_of(step.span);
         let live = self.live(path);
         let universe = &self.lowering.program.roles;
         let indexes: Vec<usize> = roles

@@ -401,9 +401,17 @@ pub struct Program {
 }
 
 impl Program {
-    /// The SHA-256 of the canonical JSON form, in hex: the policy digest.
+    /// Computes the policy digest: the SHA-256, in hex, of the canonical JSON
+    /// form with source line numbers cleared, so that reformatting a policy
+    /// keeps its digest while traces still point at the lines of its source.
     pub fn digest(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let mut layout_free = self.clone();
+        for flow in &mut layout_free.flows {
+            flow.sites.iter_mut().for_each(|site| site.line = 0);
+            flow.emits.iter_mut().for_each(|emit| emit.line = 0);
+            flow.steps.iter_mut().for_each(|step| step.line = 0);
+        }
+        let bytes = serde_json::to_vec(&layout_free).unwrap_or_default();
         let hash = Sha256::digest(&bytes);
         hash.iter().map(|b| format!("{b:02x}")).collect()
     }

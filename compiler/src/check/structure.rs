@@ -1,0 +1,259 @@
+//! Whole-program checks: termination, `run` cycles, inlined size and routes.
+
+use super::*;
+
+impl<'s, 'a> Checker<'s, 'a> {
+    pub(super) fn terminates(&self, steps: &[TStep], visiting: &mut Vec<u32>) -> bool {
+        steps
+            .iter()
+            .any(|step| self.step_terminates(step, visiting))
+    }
+
+    pub(super) fn step_terminates(&self, step: &TStep, visiting: &mut Vec<u32>) -> bool {
+        match &step.kind {
+            TStepKind::Allow { .. } => true,
+            TStepKind::Deny { when, .. } => when
+                .as_ref()
+                .is_none_or(|w| matches!(w.as_const(), Some(ConstValue::Bool(true)))),
+            TStepKind::If { arms, otherwise } => {
+                otherwise
+                    .as_ref()
+                    .is_some_and(|o| self.terminates(o, visiting))
+                    && arms.iter().all(|(_, body)| self.terminates(body, visiting))
+            }
+            TStepKind::Run { flow } => {
+                if visiting.contains(flow) {
+                    return false;
+                }
+                visiting.push(*flow);
+                let decl = self.scope.flows[*flow as usize];
+                let result = self.ast_terminates(&decl.body, visiting);
+                visiting.pop();
+                result
+            }
+            _ => false,
+        }
+    }
+
+    /// Termination on the AST, for `run` targets whose checked body may not
+    /// exist yet.
+    pub(super) fn ast_terminates(&self, block: &ast::Block, visiting: &mut Vec<u32>) -> bool {
+        block.steps.iter().any(|step| match &step.kind {
+            StepKind::Allow { .. } => true,
+            StepKind::Deny { when, .. } => when.is_none(),
+            StepKind::If { arms, otherwise } => {
+                otherwise
+                    .as_ref()
+                    .is_some_and(|o| self.ast_terminates(o, visiting))
+                    && arms.iter().all(|(_, b)| self.ast_terminates(b, visiting))
+            }
+            StepKind::Match { arms, .. } => {
+                !arms.is_empty()
+                    && arms
+                        .iter()
+                        .all(|arm| self.ast_terminates(&arm.body, visiting))
+            }
+            StepKind::Run { flow } => {
+                let Some(&index) = self.scope.flow_index.get(&flow.name) else {
+                    return false;
+                };
+                if visiting.contains(&index) {
+                    return false;
+                }
+                visiting.push(index);
+                let result = self.ast_terminates(&self.scope.flows[index as usize].body, visiting);
+                visiting.pop();
+                result
+            }
+            _ => false,
+        })
+    }
+
+    /// Reports flows whose `run` steps inline more than [`MAX_INLINED_STEPS`]
+    /// steps: each `run` copies the target's steps, so sizes multiply.
+    pub(super) fn expansion_limits(&mut self, checked: &Checked) {
+        fn size(steps: &[TStep], flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
+            steps.iter().fold(0u64, |total, step| {
+                let own = match &step.kind {
+                    TStepKind::If { arms, otherwise } => {
+                        let arms_size = arms.iter().fold(0u64, |t, (_, body)| {
+                            t.saturating_add(size(body, flows, memo))
+                        });
+                        arms_size
+                            .saturating_add(otherwise.as_ref().map_or(0, |o| size(o, flows, memo)))
+                    }
+                    TStepKind::Exception { body, .. } => size(body, flows, memo),
+                    TStepKind::Run { flow } => flow_size(*flow as usize, flows, memo),
+                    _ => 0,
+                };
+                total.saturating_add(1).saturating_add(own)
+            })
+        }
+        fn flow_size(index: usize, flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
+            if let Some(known) = memo[index] {
+                return known;
+            }
+            memo[index] = Some(0);
+            let total = size(&flows[index].body, flows, memo);
+            memo[index] = Some(total);
+            total
+        }
+        let mut memo = vec![None; checked.flows.len()];
+        for (index, flow) in checked.flows.iter().enumerate() {
+            let total = flow_size(index, &checked.flows, &mut memo);
+            if total > MAX_INLINED_STEPS {
+                self.error(
+                    Diagnostic::error(
+                        format!("flow `{}` expands to {total} steps through `run`; the limit is {MAX_INLINED_STEPS}", flow.name),
+                        flow.span,
+                    )
+                    .with_label("every `run` copies the steps of its target")
+                    .with_help("run shared flows once, not from several arms of every level"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn run_cycles(&mut self, checked: &Checked) {
+        fn runs(steps: &[TStep], out: &mut Vec<(u32, Span)>) {
+            for step in steps {
+                match &step.kind {
+                    TStepKind::Run { flow } => out.push((*flow, step.span)),
+                    TStepKind::If { arms, otherwise } => {
+                        for (_, body) in arms {
+                            runs(body, out);
+                        }
+                        if let Some(o) = otherwise {
+                            runs(o, out);
+                        }
+                    }
+                    TStepKind::Exception { body, .. } => runs(body, out),
+                    _ => {}
+                }
+            }
+        }
+        let edges: Vec<Vec<(u32, Span)>> = checked
+            .flows
+            .iter()
+            .map(|flow| {
+                let mut out = Vec::new();
+                runs(&flow.body, &mut out);
+                out
+            })
+            .collect();
+        // 0 = unvisited, 1 = on the stack, 2 = finished.
+        let mut state = vec![0u8; edges.len()];
+        let mut reported = HashSet::new();
+        for start in 0..edges.len() {
+            let mut path: Vec<u32> = Vec::new();
+            self.visit(
+                start as u32,
+                &edges,
+                &mut state,
+                &mut path,
+                &mut reported,
+                checked,
+            );
+        }
+    }
+
+    pub(super) fn visit(
+        &mut self,
+        node: u32,
+        edges: &[Vec<(u32, Span)>],
+        state: &mut [u8],
+        path: &mut Vec<u32>,
+        reported: &mut HashSet<Vec<u32>>,
+        checked: &Checked,
+    ) {
+        if state[node as usize] != 0 {
+            return;
+        }
+        state[node as usize] = 1;
+        path.push(node);
+        for &(target, span) in &edges[node as usize] {
+            match state[target as usize] {
+                1 => {
+                    let start = path.iter().position(|&n| n == target).unwrap_or(0);
+                    let mut cycle: Vec<u32> = path[start..].to_vec();
+                    let mut key = cycle.clone();
+                    key.sort_unstable();
+                    if reported.insert(key) {
+                        cycle.push(target);
+                        let names: Vec<&str> = cycle
+                            .iter()
+                            .map(|&i| checked.flows[i as usize].name.as_str())
+                            .collect();
+                        self.error(
+                            Diagnostic::error(format!("`run` cycle: {}", names.join(" → ")), span)
+                                .with_label("this `run` closes the cycle")
+                                .with_help(
+                                    "flows cannot run themselves, directly or through other flows",
+                                ),
+                        );
+                    }
+                }
+                0 => self.visit(target, edges, state, path, reported, checked),
+                _ => {}
+            }
+        }
+        path.pop();
+        state[node as usize] = 2;
+    }
+
+    pub(super) fn routes(&mut self, checked: &Checked) {
+        let mut seen: Vec<(usize, &str)> = Vec::new();
+        for (index, flow) in checked.flows.iter().enumerate() {
+            let Some(event) = flow.event.as_deref() else {
+                continue;
+            };
+            for &(other_index, other_event) in &seen {
+                if other_event != event {
+                    continue;
+                }
+                let other = &checked.flows[other_index];
+                let shared: Vec<&str> = if flow.any_kind || other.any_kind {
+                    vec!["any"]
+                } else {
+                    flow.kinds
+                        .iter()
+                        .filter(|k| other.kinds.contains(k))
+                        .map(|&k| checked.kinds[k as usize].name.as_str())
+                        .collect()
+                };
+                if shared.is_empty() {
+                    continue;
+                }
+                let event_span = self.scope.flows[index]
+                    .event
+                    .as_ref()
+                    .map(|e| e.span)
+                    .unwrap_or(flow.span);
+                let other_span = self.scope.flows[other_index]
+                    .event
+                    .as_ref()
+                    .map(|e| e.span)
+                    .unwrap_or(other.span);
+                let who = if shared == ["any"] {
+                    "the same principals".to_string()
+                } else {
+                    format!("`{}`", shared.join("`, `"))
+                };
+                self.error(
+                    Diagnostic::error(
+                        format!(
+                            "flows `{}` and `{}` both handle event `{event}` for {who}",
+                            other.name, flow.name
+                        ),
+                        event_span,
+                    )
+                    .with_label("second route")
+                    .with_secondary(other_span, "first route")
+                    .with_help("give each flow its own event, or merge them into one flow"),
+                );
+                break;
+            }
+            seen.push((index, event));
+        }
+    }
+}
