@@ -3,7 +3,7 @@
 //! A flow's kernel is straight-line code, so one evaluation is a circuit
 //! from record words to outcome words. This module bit-blasts that circuit
 //! and the invariant's conditions into CNF (Tseitin encoding, 64-bit words,
-//! saturating arithmetic as in the kernel) over symbolic facts, and asks a
+//! saturating arithmetic as in the kernel) over symbolic facts, and queries a
 //! SAT solver (`batsat`) for facts that violate the invariant.
 //!
 //! Only the final evaluation of a flow instance is modelled: every earlier
