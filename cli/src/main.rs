@@ -16,8 +16,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use authflow_compiler::{check_source, compile, Compilation, Loaded, Loader};
-use authflow_runtime::{EvalError, FlowState, Policy};
+use authflow_compiler::{compile, Compilation, Loaded, Loader};
+use authflow_runtime::{Backend, EvalError, FlowState, Policy};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value as Json;
 
@@ -39,7 +39,29 @@ const EXIT_INPUT: u8 = 3;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The decision kernel: `native` compiles flows to machine code when the
+    /// policy is loaded (falling back to `bytecode` where it cannot).
+    #[arg(long, global = true, value_enum, default_value = "native")]
+    backend: BackendArg,
 }
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Bytecode,
+    Native,
+}
+
+impl BackendArg {
+    fn backend(self) -> Backend {
+        match self {
+            BackendArg::Bytecode => Backend::Bytecode,
+            BackendArg::Native => Backend::Native,
+        }
+    }
+}
+
+/// The backend chosen on the command line; set once in `main`.
+static BACKEND: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -99,6 +121,14 @@ enum Command {
         #[arg(long)]
         state_out: Option<PathBuf>,
     },
+    /// Report the inputs on which two versions of a policy decide differently.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Compare only this flow (default: every flow both versions have).
+        #[arg(long)]
+        flow: Option<String>,
+    },
     /// Rewrite policies in the canonical layout, keeping comments.
     Fmt {
         #[arg(required = true)]
@@ -144,6 +174,7 @@ enum Stage {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = BACKEND.set(cli.backend.backend());
     let status = match cli.command {
         Command::Check { policy, format } => check(&policy, format),
         Command::Build {
@@ -168,6 +199,7 @@ fn main() -> ExitCode {
         } => resume(&policy, &state, &events, trace, migrate, state_out),
         Command::Explain { policy, trace } => explain(&policy, &trace),
         Command::Fmt { files, check } => format_files(&files, check),
+        Command::Diff { old, new, flow } => diff(&old, &new, flow.as_deref()),
         Command::Replay { files, candidate } => {
             match (files.as_slice(), candidate) {
                 ([policy, trace], None) => replay(policy, trace),
@@ -252,13 +284,10 @@ fn read_policy(path: &Path) -> Result<String, u8> {
     })
 }
 
+/// Compiles a policy to bytecode, which also proves its invariants.
 fn front_end(path: &Path) -> Result<Compilation, u8> {
     let text = read_policy(path)?;
-    Ok(check_source(
-        &path.display().to_string(),
-        &text,
-        &mut FileLoader,
-    ))
+    Ok(compile(&path.display().to_string(), &text, &mut FileLoader))
 }
 
 fn print_diagnostics(compilation: &Compilation) {
@@ -307,7 +336,7 @@ fn check(path: &Path, format: Format) -> u8 {
 fn load_policy(path: &Path) -> Result<Policy, u8> {
     let text = read_policy(path)?;
     if path.extension().is_some_and(|e| e == "flowc") {
-        return Policy::load(&text).map_err(|message| {
+        return Policy::load_with_backend(&text, backend()).map_err(|message| {
             eprintln!("error: cannot load `{}`: {message}", path.display());
             EXIT_COMPILE
         });
@@ -318,10 +347,14 @@ fn load_policy(path: &Path) -> Result<Policy, u8> {
         return Err(EXIT_COMPILE);
     }
     let program = compilation.program.ok_or(EXIT_COMPILE)?;
-    Policy::new(program).map_err(|message| {
+    Policy::with_backend(program, backend()).map_err(|message| {
         eprintln!("error: internal compiler error: the program failed verification: {message}");
         EXIT_COMPILE
     })
+}
+
+fn backend() -> Backend {
+    BACKEND.get().copied().unwrap_or(Backend::Native)
 }
 
 fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
@@ -1073,4 +1106,91 @@ fn format_files(files: &[PathBuf], check: bool) -> u8 {
     } else {
         EXIT_OK
     }
+}
+
+/// Compares two policy versions over every input: exit 0 when they decide
+/// identically everywhere, 1 with one confirmed example per kind of change.
+fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
+    let (old, new) = match (load_policy(old_path), load_policy(new_path)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(status), _) | (_, Err(status)) => return status,
+    };
+    let flows: Vec<String> = match only {
+        Some(name) => vec![name.to_string()],
+        None => old
+            .program()
+            .flows
+            .iter()
+            .filter(|flow| new.program().flow(&flow.name).is_some())
+            .map(|flow| flow.name.clone())
+            .collect(),
+    };
+    let mut differences = 0;
+    for name in &flows {
+        if old.program().flow(name).is_none() || new.program().flow(name).is_none() {
+            eprintln!("error: flow `{name}` is not in both policies");
+            return EXIT_USAGE;
+        }
+        let regions = match authflow_compiler::prove::diff(old.program(), new.program(), name) {
+            Ok(regions) => regions,
+            Err(message) => {
+                eprintln!("error: cannot compare flow `{name}`: {message}");
+                return EXIT_COMPILE;
+            }
+        };
+        for region in regions {
+            differences += 1;
+            out!(
+                "flow `{name}`: {:?}: {} → {}",
+                region.change,
+                region.old.name(),
+                region.new.name()
+            );
+            out!("  example request: {}", region.request);
+            for event in &region.events {
+                out!("  example event: {event}");
+            }
+            if let Some(divergence) = divergence(&old, &new, &region.request, &region.events) {
+                out!("  {divergence}");
+            }
+        }
+    }
+    if differences == 0 {
+        out!("no difference: the two policies decide identically on every input");
+        EXIT_OK
+    } else {
+        EXIT_COMPILE
+    }
+}
+
+/// Where the traces of one input first differ under two policies: the
+/// step, its guard values and its result in each.
+fn divergence(old: &Policy, new: &Policy, request: &Json, events: &[Json]) -> Option<String> {
+    let trace = |policy: &Policy| -> Option<Vec<authflow_runtime::outcome::TraceEntry>> {
+        let mut state = policy.start(request, 0).ok()?;
+        state.events = events.to_vec();
+        policy.evaluate(&state, true).ok()?.trace.map(|t| t.steps)
+    };
+    let (before, after) = (trace(old)?, trace(new)?);
+    let describe = |step: &authflow_runtime::outcome::TraceEntry| {
+        let guards: Vec<&str> = step
+            .guards
+            .iter()
+            .map(|g| if *g { "true" } else { "false" })
+            .collect();
+        format!("`{}` [{}] → {}", step.step, guards.join(", "), step.result)
+    };
+    let pairs = before.iter().zip(&after);
+    for (a, b) in pairs {
+        if a.step != b.step || a.guards != b.guards || a.result != b.result || a.arm != b.arm {
+            return Some(format!(
+                "differs at: old line {} {} / new line {} {}",
+                a.line,
+                describe(a),
+                b.line,
+                describe(b)
+            ));
+        }
+    }
+    None
 }

@@ -28,7 +28,7 @@ fn subset_mismatch(expected: &Value, actual: &Value, path: &str) -> Option<Strin
     }
 }
 
-fn run_eval_case(folder: &Path, case: &Value, scratch: &Path) -> Option<String> {
+fn run_eval_case(folder: &Path, case: &Value, scratch: &Path, backend: &str) -> Option<String> {
     let request = scratch.join("request.json");
     match &case["request"] {
         Value::String(raw) => std::fs::write(&request, raw),
@@ -54,6 +54,8 @@ fn run_eval_case(folder: &Path, case: &Value, scratch: &Path) -> Option<String> 
         args.push("--event".into());
         args.push(path.display().to_string());
     }
+    args.push("--backend".into());
+    args.push(backend.into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = common::authflow(&args);
     let status = output.status.code().unwrap_or(-1);
@@ -183,13 +185,23 @@ fn every_project_case_passes() {
 }
 
 fn run_folders(folders: &[std::path::PathBuf], minimum: usize) {
+    for backend in ["native", "bytecode"] {
+        run_folders_with(folders, minimum, backend);
+    }
+}
+
+/// Runs every case of `folders` with one decision kernel.
+fn run_folders_with(folders: &[std::path::PathBuf], minimum: usize, backend: &str) {
     let parent = folders
         .first()
         .and_then(|f| f.parent())
         .and_then(|p| p.file_name())
         .unwrap_or_default()
         .to_string_lossy();
-    let scratch = std::env::temp_dir().join(format!("authflow-{parent}-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!(
+        "authflow-{parent}-{backend}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let mut failures = Vec::new();
     let mut passed = 0;
@@ -212,7 +224,7 @@ fn run_folders(folders: &[std::path::PathBuf], minimum: usize) {
             let problem = if check.exists() {
                 run_check_case(folder, &case)
             } else {
-                run_eval_case(folder, &case, &scratch)
+                run_eval_case(folder, &case, &scratch, backend)
             };
             let label = case
                 .get("name")
@@ -221,7 +233,7 @@ fn run_folders(folders: &[std::path::PathBuf], minimum: usize) {
                 .unwrap_or("?")
                 .to_string();
             match problem {
-                Some(problem) => failures.push(format!("{name} / {label}: {problem}")),
+                Some(problem) => failures.push(format!("{name} / {label} ({backend}): {problem}")),
                 None => passed += 1,
             }
         }

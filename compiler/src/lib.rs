@@ -117,16 +117,69 @@ pub fn check_source(name: &str, text: &str, loader: &mut dyn Loader) -> Compilat
 /// is present when the compilation has no errors.
 pub fn compile(name: &str, text: &str, loader: &mut dyn Loader) -> Compilation {
     let mut compilation = check_source(name, text, loader);
-    if let Some(checked) = &compilation.checked {
-        let texts: Vec<&str> = compilation
-            .sources
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect();
-        let (program, flows) = lower::lower(checked, &texts);
-        compilation.program = Some(emit::emit(program, flows));
+    if let (Some(checked), Some(program)) = (&compilation.checked, build_program(&compilation)) {
+        let diagnostics = invariant_diagnostics(checked, &program);
+        compilation.diagnostics.extend(diagnostics);
+        if !compilation.has_errors() {
+            compilation.program = Some(program);
+        }
     }
     compilation
+}
+
+/// Lowers and emits the bytecode of a checked compilation without proving
+/// its invariants; `None` when the compilation has errors.
+pub fn build_program(compilation: &Compilation) -> Option<authflow_runtime::program::Program> {
+    let checked = compilation.checked.as_ref()?;
+    let texts: Vec<&str> = compilation
+        .sources
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    let (program, flows) = lower::lower(checked, &texts);
+    Some(emit::emit(program, flows))
+}
+
+/// Proves every invariant over all inputs. A violation is an error that
+/// carries a counterexample the engine has confirmed; an invariant outside
+/// what the analysis decides is a warning.
+fn invariant_diagnostics(
+    checked: &check::Checked,
+    program: &authflow_runtime::program::Program,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for result in prove::check_invariants(checked, program) {
+        match result.verdict {
+            prove::Verdict::Proved => {}
+            prove::Verdict::Violated { request, events } => {
+                let mut example = format!(
+                    "a counterexample, which `authflow eval` reproduces:\n  request: {request}"
+                );
+                for event in &events {
+                    example.push_str(&format!("\n  event: {event}"));
+                }
+                // The `implies` condition is the smallest span that is wrong.
+                let span = checked
+                    .invariants
+                    .iter()
+                    .find(|invariant| invariant.name == result.name)
+                    .map_or(result.span, |invariant| invariant.implies.span);
+                diagnostics.push(
+                    Diagnostic::error(format!("invariant `{}` does not hold", result.name), span)
+                        .with_label("violated by some input")
+                        .with_help(example),
+                );
+            }
+            prove::Verdict::Unknown { reason } => diagnostics.push(
+                Diagnostic::warning(
+                    format!("invariant `{}` could not be proved", result.name),
+                    result.span,
+                )
+                .with_label(reason),
+            ),
+        }
+    }
+    diagnostics
 }
 
 /// Renders the lowered code of a checked compilation before register

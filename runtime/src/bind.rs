@@ -305,7 +305,9 @@ pub fn value(
             elements.dedup();
             Value::Set(elements)
         }
-        ValueType::Optional(_) => return Err(invalid(field, "nested optional types are not supported")),
+        ValueType::Optional(_) => {
+            return Err(invalid(field, "nested optional types are not supported"))
+        }
     };
     Ok(Some(parsed))
 }

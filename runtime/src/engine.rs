@@ -84,6 +84,17 @@ pub struct Policy {
     digest: String,
     pool: HashMap<String, u64>,
     slot_index: HashMap<u32, usize>,
+    /// The flows compiled to machine code; `None` runs the bytecode kernel.
+    native: Option<crate::native::NativeProgram>,
+}
+
+/// Which kernel evaluates flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The bytecode interpreter: runs everywhere.
+    Bytecode,
+    /// Machine code compiled with Cranelift when the policy is loaded.
+    Native,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -120,15 +131,46 @@ impl Policy {
             digest,
             pool,
             slot_index,
+            native: None,
         })
+    }
+
+    /// Verifies a program and prepares it for evaluation with `backend`. With
+    /// [`Backend::Native`] on a target Cranelift cannot compile for, the
+    /// policy falls back to the bytecode kernel; [`Policy::backend`] tells.
+    pub fn with_backend(program: Program, backend: Backend) -> Result<Policy, String> {
+        let mut policy = Policy::new(program)?;
+        if backend == Backend::Native {
+            policy.native = crate::native::compile(&policy.program).ok();
+        }
+        Ok(policy)
+    }
+
+    /// The kernel that evaluates this policy's flows.
+    pub fn backend(&self) -> Backend {
+        if self.native.is_some() {
+            Backend::Native
+        } else {
+            Backend::Bytecode
+        }
+    }
+
+    /// The native code of the compiled flows, when the backend is native.
+    pub fn native(&self) -> Option<&crate::native::NativeProgram> {
+        self.native.as_ref()
     }
 
     /// Loads bytecode written by [`Policy::to_bytecode`]; a changed program
     /// no longer matches its digest and is rejected.
     pub fn load(bytecode: &str) -> Result<Policy, String> {
+        Policy::load_with_backend(bytecode, Backend::Bytecode)
+    }
+
+    /// Like [`Policy::load`], evaluating with `backend`.
+    pub fn load_with_backend(bytecode: &str, backend: Backend) -> Result<Policy, String> {
         let parsed: Bytecode =
             serde_json::from_str(bytecode).map_err(|error| format!("invalid bytecode: {error}"))?;
-        let policy = Policy::new(parsed.program)?;
+        let policy = Policy::with_backend(parsed.program, backend)?;
         if policy.digest != parsed.digest {
             return Err(format!(
                 "bytecode digest mismatch: the file says {}, the program hashes to {}",
@@ -381,9 +423,16 @@ impl Policy {
     /// Runs flow `flow`'s kernel over `scratch.record` into `scratch.outcome`.
     /// Allocates nothing.
     pub fn decide(&self, flow: usize, scratch: &mut Scratch) {
-        let flow = &self.program.flows[flow];
-        let registers = &mut scratch.registers[..flow.registers as usize];
-        let outcome = &mut scratch.outcome[..flow.outcome_words as usize];
-        kernel::run(&flow.code, &scratch.record, registers, outcome);
+        let code = &self.program.flows[flow];
+        let outcome = &mut scratch.outcome[..code.outcome_words as usize];
+        if let Some(native) = &self.native {
+            // The scratch buffers are sized from this policy, so the call cannot
+            // fail its length checks; if it ever did, the interpreter decides.
+            if native.run(flow, &scratch.record, outcome).is_ok() {
+                return;
+            }
+        }
+        let registers = &mut scratch.registers[..code.registers as usize];
+        kernel::run(&code.code, &scratch.record, registers, outcome);
     }
 }

@@ -13,5 +13,5 @@ pub mod program;
 pub mod value;
 
 pub use bind::InputError;
-pub use engine::{EvalError, FlowState, Policy, Scratch};
+pub use engine::{Backend, EvalError, FlowState, Policy, Scratch};
 pub use outcome::Outcome;

@@ -100,8 +100,17 @@ fn opcode_sequence_is_identical_across_paths() {
                 let mut opcodes = Vec::new();
                 let registers = &mut scratch.registers[..flow.registers as usize];
                 let outcome = &mut scratch.outcome[..flow.outcome_words as usize];
-                kernel::run_recording(&flow.code, &scratch.record, registers, outcome, &mut opcodes);
-                sites.entry(flow_index).or_default().insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                kernel::run_recording(
+                    &flow.code,
+                    &scratch.record,
+                    registers,
+                    outcome,
+                    &mut opcodes,
+                );
+                sites
+                    .entry(flow_index)
+                    .or_default()
+                    .insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use authflow_compiler::check::Checked;
 use authflow_compiler::prove::{check_invariants, diff, Change, Verdict};
-use authflow_compiler::{compile, NoImports};
+use authflow_compiler::{build_program, check_source, NoImports};
 use authflow_runtime::program::{Decision, Program};
 use authflow_runtime::Policy;
 use serde_json::Value;
@@ -20,8 +20,10 @@ fn repository_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Compiles without proving invariants: these tests call the prover themselves.
 fn compile_text(name: &str, text: &str) -> (Checked, Program) {
-    let compilation = compile(name, text, &mut NoImports);
+    let mut compilation = check_source(name, text, &mut NoImports);
+    compilation.program = build_program(&compilation);
     let errors: Vec<String> = compilation
         .diagnostics
         .iter()
