@@ -1,7 +1,8 @@
-//! Governance tools on the workforce login example: proving its invariants
-//! over all inputs, and the semantic diff against a copy with a lower risk
-//! threshold.
+//! Governance tools: proving invariants over all inputs and the semantic
+//! diff, on the workforce login example and on a generated policy of ten
+//! flows with 20 guards each.
 
+use authflow_benches::policy_with_guarded_flows;
 use authflow_compiler::{build_program, check_source, prove, NoImports};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -18,9 +19,29 @@ fn governance(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("governance");
     group.sample_size(10);
-    group.bench_function("prove_workforce_invariants", |b| b.iter(|| prove::check_invariants(&checked, &program)));
+    group.bench_function("prove_workforce_invariants", |b| {
+        b.iter(|| prove::check_invariants(&checked, &program))
+    });
     group.bench_function("diff_risk_threshold", |b| {
         b.iter(|| prove::diff(&old, &new, "workforce_login").expect("same schema"))
+    });
+    let generated = policy_with_guarded_flows(10, 20);
+    let compilation = check_source("generated.flow", &generated, &mut NoImports);
+    let generated_checked = compilation
+        .checked
+        .clone()
+        .expect("the generated policy checks");
+    let generated_program = build_program(&compilation).expect("the generated policy compiles");
+    let changed = generated.replace("context.risk == 1005", "context.risk == 1006");
+    let changed_program =
+        build_program(&check_source("changed.flow", &changed, &mut NoImports)).expect("compiles");
+    group.bench_function("prove_10_flows_of_20_guards", |b| {
+        b.iter(|| prove::check_invariants(&generated_checked, &generated_program))
+    });
+    group.bench_function("diff_flow_of_20_guards", |b| {
+        b.iter(|| {
+            prove::diff(&generated_program, &changed_program, "guarded_0").expect("same schema")
+        })
     });
     group.finish();
 }

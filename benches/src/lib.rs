@@ -69,3 +69,27 @@ pub const GUARDED_REQUEST: &str = r#"{"flow": "guarded", "principal": {"kind": "
 /// The workforce login policy of the acceptance scenarios.
 pub const WORKFORCE_POLICY: &str =
     include_str!("../../tests/scenarios/01-workforce-login/policy.flow");
+
+/// A policy of `flows` flows with `guards` `deny ... when` guards each, and
+/// one invariant per flow, for the governance benchmarks.
+pub fn policy_with_guarded_flows(flows: usize, guards: usize) -> String {
+    let mut text = String::from(
+        "principal human {\n  roles: Set<String>\n}\n\ncontext {\n  risk: Int\n  resource: String\n}\n\n",
+    );
+    for flow in 0..flows {
+        let _ = writeln!(text, "flow guarded_{flow} for human on event_{flow} {{");
+        for guard in 0..guards {
+            let _ = writeln!(
+                text,
+                "  deny \"rule {guard}\" when context.risk == {risk} and (context.resource == \"r{guard}\" or principal.roles.contains(\"g{guard}\"))",
+                risk = 1000 + guard,
+            );
+        }
+        text.push_str("  require aal2\n  allow\n}\n\n");
+        let _ = writeln!(
+            text,
+            "invariant \"flow {flow} allows only at aal2\" {{\n  flow guarded_{flow}\n  allow implies session.aal >= 2\n}}\n"
+        );
+    }
+    text
+}

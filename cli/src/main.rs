@@ -1150,6 +1150,9 @@ fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
             for event in &region.events {
                 out!("  example event: {event}");
             }
+            for band in integer_bands(&old, &new, &region.request, &region.events) {
+                out!("  where {band} (other inputs as in the example)");
+            }
             if let Some(divergence) = divergence(&old, &new, &region.request, &region.events) {
                 out!("  {divergence}");
             }
@@ -1193,4 +1196,81 @@ fn divergence(old: &Policy, new: &Policy, request: &Json, events: &[Json]) -> Op
         }
     }
     None
+}
+
+/// The final decisions of one input under two policies.
+fn decisions(
+    old: &Policy,
+    new: &Policy,
+    request: &Json,
+    events: &[Json],
+) -> Option<(String, String)> {
+    let decide = |policy: &Policy| -> Option<String> {
+        let mut state = policy.start(request, 0).ok()?;
+        state.events = events.to_vec();
+        let outcome = policy.evaluate(&state, false).ok()?;
+        Some(decision_summary(&serde_json::to_value(&outcome).ok()?))
+    };
+    Some((decide(old)?, decide(new)?))
+}
+
+/// For each integer attribute of the example request, the widest range of
+/// values around the example's own for which the two policies still differ
+/// in the same way, found by searching outwards with the other inputs fixed.
+fn integer_bands(old: &Policy, new: &Policy, request: &Json, events: &[Json]) -> Vec<String> {
+    const LIMIT: i64 = 1 << 40;
+    let Some(expected) = decisions(old, new, request, events) else {
+        return Vec::new();
+    };
+    let mut bands = Vec::new();
+    for part in ["principal", "context"] {
+        let Some(attributes) = request.get(part).and_then(Json::as_object) else {
+            continue;
+        };
+        for (name, value) in attributes {
+            let Some(start) = value.as_i64() else {
+                continue;
+            };
+            let same = |candidate: i64| {
+                let mut probe = request.clone();
+                probe[part][name.as_str()] = Json::from(candidate);
+                decisions(old, new, &probe, events).as_ref() == Some(&expected)
+            };
+            // Grow a step each way while the change persists, then narrow by bisection.
+            let edge = |direction: i64| {
+                let (mut inside, mut step) = (start, 1i64);
+                while step < LIMIT && same(start.saturating_add(direction * step)) {
+                    inside = start.saturating_add(direction * step);
+                    step *= 2;
+                }
+                let mut outside = start.saturating_add(direction * step);
+                while (outside - inside).abs() > 1 {
+                    let middle = inside + (outside - inside) / 2;
+                    if same(middle) {
+                        inside = middle;
+                    } else {
+                        outside = middle;
+                    }
+                }
+                (inside, (inside - start).abs() >= LIMIT / 2)
+            };
+            let (low, unbounded_low) = edge(-1);
+            let (high, unbounded_high) = edge(1);
+            if unbounded_low && unbounded_high {
+                continue;
+            }
+            let low = if unbounded_low {
+                "..".to_string()
+            } else {
+                format!("{low}..")
+            };
+            let high = if unbounded_high {
+                String::new()
+            } else {
+                high.to_string()
+            };
+            bands.push(format!("{part}.{name} in {low}{high}"));
+        }
+    }
+    bands
 }

@@ -401,6 +401,17 @@ fn diff_reports_lowered_threshold_only() {
     for line in report.lines().filter(|l| l.starts_with("flow ")) {
         assert!(line.contains("NewlyDenied"), "{line}");
     }
+    let bands: Vec<&str> = report
+        .lines()
+        .filter(|l| l.trim().starts_with("where "))
+        .collect();
+    assert!(!bands.is_empty(), "{report}");
+    for band in bands {
+        assert_eq!(
+            band.trim(),
+            "where context.risk in 80..89 (other inputs as in the example)"
+        );
+    }
     for request in report
         .lines()
         .filter_map(|l| l.trim().strip_prefix("example request: "))
