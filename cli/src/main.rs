@@ -81,7 +81,7 @@ enum Command {
     /// Compile a policy to bytecode, or print one compiler stage.
     Build {
         policy: PathBuf,
-        /// Where to write the bytecode (default: the policy path with `.flowc`).
+        /// The bytecode output path (default: the policy path with `.flowc`).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Print a compiler stage to standard output instead of writing bytecode.
@@ -521,7 +521,7 @@ fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
     }
 }
 
-/// The event file an input error names, from its `events[N]` field.
+/// Finds the event file an input error names, from its `events[N]` field.
 fn event_file<'a>(error: &EvalError, stored: usize, events: &'a [PathBuf]) -> Option<&'a Path> {
     let EvalError::Input(input) = error else {
         return None;
@@ -611,7 +611,7 @@ fn resume(
     run_events(&policy, state, events, trace, true, state_out)
 }
 
-/// The first place where two JSON values differ, as a path.
+/// Finds the first place where two JSON values differ, as a path.
 fn first_difference(expected: &Json, actual: &Json, path: &str) -> Option<String> {
     match (expected, actual) {
         (Json::Object(a), Json::Object(b)) => {
@@ -795,7 +795,7 @@ fn test(path: &Path, coverage: bool) -> u8 {
     }
 }
 
-/// The recorded flow state inside an outcome line with a trace.
+/// Rebuilds the flow state recorded in an outcome line's trace.
 fn recorded_state(trace: &Json) -> FlowState {
     let text = |key: &str| {
         trace
@@ -820,7 +820,7 @@ fn recorded_state(trace: &Json) -> FlowState {
     }
 }
 
-/// A decision with the detail that tells two outcomes apart.
+/// Summarises a decision with the detail that distinguishes two outcomes.
 fn decision_summary(outcome: &Json) -> String {
     let decision = outcome
         .get("decision")
@@ -942,7 +942,7 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
             eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
             return EXIT_INPUT;
         };
-        // Explain what the policy decides now, and say so if the record differs.
+        // Explain what the policy decides now, and note it if the record differs.
         let state = recorded_state(trace);
         let outcome = match policy.evaluate(&state, true) {
             Ok(outcome) => outcome,
@@ -1005,7 +1005,7 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
     EXIT_OK
 }
 
-/// The facts that, if different, would change an outcome.
+/// Lists the facts that, if different, would change an outcome.
 fn counterfactuals(outcome: &authflow_runtime::Outcome) -> Vec<String> {
     use authflow_runtime::program::Decision;
     let deciding = outcome
@@ -1166,8 +1166,8 @@ fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
     }
 }
 
-/// Where the traces of one input first differ under two policies: the
-/// step, its guard values and its result in each.
+/// Finds where the traces of one input first differ under two policies:
+/// the step, its guard values and its result in each.
 fn divergence(old: &Policy, new: &Policy, request: &Json, events: &[Json]) -> Option<String> {
     let trace = |policy: &Policy| -> Option<Vec<authflow_runtime::outcome::TraceEntry>> {
         let mut state = policy.start(request, 0).ok()?;
@@ -1198,7 +1198,7 @@ fn divergence(old: &Policy, new: &Policy, request: &Json, events: &[Json]) -> Op
     None
 }
 
-/// The final decisions of one input under two policies.
+/// Evaluates one input under two policies; returns both final decisions.
 fn decisions(
     old: &Policy,
     new: &Policy,

@@ -29,7 +29,7 @@ pub struct FlowIr {
     pub comments: Vec<(usize, String)>,
 }
 
-/// Lowers every flow of a checked program. `sources` holds each file's text
+/// Lowers every flow of a checked program. `sources` contains each file's text
 /// for step descriptions in traces.
 pub fn lower(checked: &Checked, sources: &[&str]) -> (Program, Vec<FlowIr>) {
     let mut lowering = Lowering::new(checked, sources);
@@ -269,7 +269,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// The 1-based line of a span's start.
+    /// Returns the 1-based line of a span's start.
     fn line_of(&self, span: crate::span::Span) -> u32 {
         let file = span.file.0 as usize;
         let text = self.sources.get(file).copied().unwrap_or("");
@@ -449,7 +449,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         self.next_out - count
     }
 
-    /// A register holding `value` that is never written again.
+    /// Returns a register containing `value` that is never written again.
     fn constant(&mut self, value: u64) -> u32 {
         if let Some(&register) = self.constants.get(&value) {
             return register;
@@ -499,7 +499,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         None
     }
 
-    /// A new register initialized to `value`, free to be overwritten.
+    /// Creates a register initialized to `value`, free to be overwritten.
     fn fresh_constant(&mut self, value: u64) -> u32 {
         let dst = self.register();
         self.code.push(Instr::Const { dst, value });
@@ -681,7 +681,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         self.code.push(Instr::Store { slot, src });
     }
 
-    /// The `and` of 0/1 values; 1 for none.
+    /// Computes the `and` of 0/1 values, which is 1 for none.
     fn and_all(&mut self, values: &[u32]) -> u32 {
         let Some((&first, rest)) = values.split_first() else {
             return self.constant(1);
@@ -690,7 +690,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             .fold(first, |result, &value| self.and(result, value))
     }
 
-    /// The `or` of 0/1 values; 0 for none.
+    /// Computes the `or` of 0/1 values, which is 0 for none.
     fn or_all(&mut self, values: &[u32]) -> u32 {
         let Some((&first, rest)) = values.split_first() else {
             return self.constant(0);
@@ -828,7 +828,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         loaded
     }
 
-    /// The 800-63B level (0 to 3) of every verified factor.
+    /// Computes the 800-63B level (0 to 3) of every verified factor.
     fn assurance_level(&mut self) -> u32 {
         let verified = self.load(slot::VERIFIED);
         let mut level = self.constant(0);
@@ -1040,7 +1040,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         self.and(matched, same_family)
     }
 
-    /// Whether the address in words `high`, `low` is IPv4-mapped.
+    /// Tests whether the address in words `high`, `low` is IPv4-mapped.
     fn is_ipv4(&mut self, high: u32, low: u32) -> u32 {
         let zero = self.constant(0);
         let high_zero = self.eq(high, zero);
@@ -1401,8 +1401,8 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         }
     }
 
-    /// The factors that count for a requirement: verified, and within `D`
-    /// of now when `within` is given.
+    /// Computes the factors that count for a requirement: verified, and
+    /// within `D` of now when `within` is given.
     fn counted_factors(&mut self, candidates: u64, within: Option<&TExpr>) -> u32 {
         let verified = self.load(slot::VERIFIED);
         let Some(within) = within else {
@@ -1428,7 +1428,8 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         counted
     }
 
-    /// Whether `counted` meets the requirement, and the factors to offer if not.
+    /// Tests whether `counted` meets the requirement; also returns the
+    /// factors to offer if not.
     fn satisfied(&mut self, requirement: Requirement, counted: u32) -> (u32, u32) {
         let (offer, satisfied) = match requirement {
             Requirement::Any(bits) => {
