@@ -110,7 +110,10 @@ fn requests() -> Vec<(&'static str, String)> {
         ("admin step-up", WORKFORCE_REQUEST.to_string()),
         ("user allow", request(r#""dev""#, "mail", 10, password_totp)),
         ("missing factors", request(r#""dev""#, "mail", 10, "")),
-        ("high risk deny", request(r#""admin""#, "admin_console", 95, password_totp)),
+        (
+            "high risk deny",
+            request(r#""admin""#, "admin_console", 95, password_totp),
+        ),
     ]
 }
 

@@ -2,9 +2,9 @@
 //! between the execution times of two classes of input.
 //!
 //! Each pair of classes is two bound records of the workforce login flow
-//! that take different paths through the policy: a privileged user on the
-//! admin console against an ordinary user, a verified factor against a
-//! missing one, a deny against an allow. Both kernels, native and
+//! that take different paths through the policy. The pairs are a privileged
+//! user on the admin console against an ordinary user, verified factors
+//! against none, and a deny against an allow. Both kernels, native and
 //! bytecode, are measured. Each measurement times one kernel call with
 //! `rdtsc` between `lfence`s, and the class of each call is drawn at random,
 //! so drift over the run affects both classes alike.
@@ -115,10 +115,7 @@ fn measure_pair<T: Clone>(
     mut run: impl FnMut(&T),
 ) -> PairResult {
     let mut random = XorShift(seed);
-    let mut samples: [Vec<u64>; 2] = [
-        Vec::with_capacity(per_class),
-        Vec::with_capacity(per_class),
-    ];
+    let mut samples: [Vec<u64>; 2] = [Vec::with_capacity(per_class), Vec::with_capacity(per_class)];
     let mut buffer = inputs[0].clone();
     // Warm-up: caches, branch predictors and the frequency governor.
     for i in 0..10_000 {
@@ -233,13 +230,15 @@ fn report(name: &str, result: &PairResult) {
 fn main() -> ExitCode {
     let per_class = match std::env::args().nth(1) {
         None => 1_000_000,
-        Some(text) => match text.parse::<usize>() {
-            Ok(count) if count >= 2 => count,
-            _ => {
-                eprintln!("error: invalid count `{text}`: expected measurements per class, at least 2");
-                return ExitCode::from(2);
+        Some(text) => {
+            match text.parse::<usize>() {
+                Ok(count) if count >= 2 => count,
+                _ => {
+                    eprintln!("error: invalid count `{text}`: expected measurements per class, at least 2");
+                    return ExitCode::from(2);
+                }
             }
-        },
+        }
     };
     let program: Program = compile("workforce.flow", WORKFORCE_POLICY, &mut NoImports)
         .program
@@ -293,7 +292,10 @@ fn main() -> ExitCode {
     });
     report("control: early-exit compare of 64 bytes", &control);
 
-    println!("kernels: max |t| {kernel_max_t:.2}; control: max |t| {:.2}", control.max_t);
+    println!(
+        "kernels: max |t| {kernel_max_t:.2}; control: max |t| {:.2}",
+        control.max_t
+    );
     if control.max_t <= LEAK_THRESHOLD {
         println!("inconclusive: the control's |t| is not above {LEAK_THRESHOLD}");
         return ExitCode::from(2);

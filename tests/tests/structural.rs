@@ -211,8 +211,7 @@ impl Addresses {
 
     /// Returns the `rsp` displacement of a spill slot operand without index.
     fn stack_slot(instruction: &Instruction) -> Option<u64> {
-        (instruction.memory_base() == Register::RSP
-            && instruction.memory_index() == Register::None)
+        (instruction.memory_base() == Register::RSP && instruction.memory_index() == Register::None)
             .then(|| instruction.memory_displacement64())
     }
 
@@ -357,7 +356,10 @@ fn native_code_has_no_data_dependent_instructions() {
         }
     }
     println!("checked {flows_checked} flows, {bytes_checked} bytes of machine code");
-    assert!(flows_checked >= 120, "only {flows_checked} flows were checked");
+    assert!(
+        flows_checked >= 120,
+        "only {flows_checked} flows were checked"
+    );
 }
 
 #[test]
@@ -372,7 +374,10 @@ fn checker_rejects_branches_division_and_indexing() {
         ("idiv rcx", &[0x48, 0xf7, 0xf9, 0xc3]),
         ("mov rax, [rdi + rcx*8]", &[0x48, 0x8b, 0x04, 0xcf, 0xc3]),
         // Loads a record word into rax, then dereferences it.
-        ("mov rax, [rdi]; mov rax, [rax]", &[0x48, 0x8b, 0x07, 0x48, 0x8b, 0x00, 0xc3]),
+        (
+            "mov rax, [rdi]; mov rax, [rax]",
+            &[0x48, 0x8b, 0x07, 0x48, 0x8b, 0x00, 0xc3],
+        ),
     ];
     for (text, code) in cases {
         assert!(!violations(code).is_empty(), "`{text}` was accepted");
