@@ -30,7 +30,8 @@ fn fuzz_dir() -> PathBuf {
         .join("fuzz")
 }
 
-/// Every file of `fuzz/seeds/TARGET/` and `fuzz/artifacts/TARGET/`, sorted.
+/// Lists every file of `fuzz/seeds/TARGET/` and `fuzz/artifacts/TARGET/`,
+/// sorted.
 fn inputs(target: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for folder in ["seeds", "artifacts"] {
@@ -190,8 +191,8 @@ fn state_seeds_resume() {
 
 #[test]
 fn scenario_seeds_are_accepted() {
-    // The seeds exercise the properties only if the scenario states and
-    // requests are valid, so a schema change that breaks them must show.
+    // The state seeds reach the evaluator only while they fit the scenario
+    // policy, so a schema change that invalidates all of them must fail here.
     let policy = scenario_policy();
     let mut accepted = 0;
     for file in inputs("state_resume") {
