@@ -94,8 +94,12 @@ fn check_format_roundtrip(text: &str) {
 }
 
 fn assert_evaluates(policy: &Policy, state: &FlowState) {
-    let outcome = policy.evaluate(state, true).expect("an accepted state evaluates");
-    let all = policy.evaluate_all(state, true).expect("evaluate_all accepts it too");
+    let outcome = policy
+        .evaluate(state, true)
+        .expect("an accepted state evaluates");
+    let all = policy
+        .evaluate_all(state, true)
+        .expect("evaluate_all accepts it too");
     assert_eq!(all.len(), state.events.len() + 1);
     assert_eq!(all.last(), Some(&outcome));
 }
@@ -155,7 +159,10 @@ fn check_state(policy: &Policy, state: &FlowState) {
         "factor_verified": { "factor": "password", "at": "9999-12-31T23:59:59Z" }
     });
     if let Ok(next) = policy.resume(state, &event) {
-        assert!(single.is_ok(), "resume extended a state that does not evaluate");
+        assert!(
+            single.is_ok(),
+            "resume extended a state that does not evaluate"
+        );
         assert_evaluates(policy, &next);
     }
     if let Ok(migrated) = policy.migrate(state) {
@@ -180,7 +187,9 @@ fn format_seeds_roundtrip() {
 #[test]
 fn input_binding_seeds_evaluate() {
     let policy = scenario_policy();
-    replay("input_binding", 1, |data| check_input_binding(&policy, data));
+    replay("input_binding", 1, |data| {
+        check_input_binding(&policy, data)
+    });
 }
 
 #[test]
@@ -204,5 +213,8 @@ fn scenario_seeds_are_accepted() {
             accepted += 1;
         }
     }
-    assert!(accepted > 0, "no state seed evaluates under the scenario policy");
+    assert!(
+        accepted > 0,
+        "no state seed evaluates under the scenario policy"
+    );
 }
