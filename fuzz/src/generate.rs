@@ -158,7 +158,9 @@ impl Guard {
                 format!("principal.risk {} {value}", comparison.operator())
             }
             Guard::RiskAboveSwitch => "principal.risk > max_risk".into(),
-            Guard::HasRole(role) => format!("principal.roles.contains(\"{}\")", pick(&ROLES, *role)),
+            Guard::HasRole(role) => {
+                format!("principal.roles.contains(\"{}\")", pick(&ROLES, *role))
+            }
             Guard::Privileged => "principal.roles.contains_any(privileged)".into(),
             Guard::RoleCount(comparison, count) => format!(
                 "principal.roles.len() {} {}",
@@ -167,7 +169,9 @@ impl Guard {
             ),
             Guard::Zone(zone) => format!("principal.zone == {}", pick(&ZONES, *zone)),
             Guard::OwnerAbsent => "principal.owner == none".into(),
-            Guard::Owner(owner) => format!("(principal.owner ?? \"\") == \"{}\"", pick(&OWNERS, *owner)),
+            Guard::Owner(owner) => {
+                format!("(principal.owner ?? \"\") == \"{}\"", pick(&OWNERS, *owner))
+            }
             Guard::IpCorporate => "context.ip in corporate".into(),
             Guard::Ip(ip) => format!("context.ip == ip(\"{}\")", pick(&IPS, *ip)),
             Guard::Resource(resource) => {
@@ -360,7 +364,11 @@ impl Step {
                     return;
                 }
                 for (i, (guard, block)) in arms.iter().take(3).enumerate() {
-                    let keyword = if i == 0 { indent.clone() + "if" } else { " else if".into() };
+                    let keyword = if i == 0 {
+                        indent.clone() + "if"
+                    } else {
+                        " else if".into()
+                    };
                     let _ = writeln!(out, "{keyword} {} {{", guard.render(0));
                     block.render(depth + 1, out);
                     let _ = write!(out, "{indent}}}");

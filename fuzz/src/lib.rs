@@ -15,7 +15,8 @@ use serde_json::Value as Json;
 pub mod generate;
 
 /// The policy that `input_binding` and `state_resume` evaluate against.
-pub const SCENARIO_POLICY: &str = include_str!("../../tests/scenarios/01-workforce-login/policy.flow");
+pub const SCENARIO_POLICY: &str =
+    include_str!("../../tests/scenarios/01-workforce-login/policy.flow");
 
 /// The evaluation time of a request without `now`: 2026-12-04T10:00:00Z in
 /// microseconds since the Unix epoch.
@@ -124,7 +125,11 @@ fn assert_evaluates(policy: &Policy, state: &FlowState) {
         Err(error) => panic!("evaluate accepts a state that evaluate_all rejects: {error}"),
     };
     assert_eq!(all.len(), state.events.len() + 1);
-    assert_eq!(all.last(), Some(&outcome), "evaluate_all ends in another outcome");
+    assert_eq!(
+        all.last(),
+        Some(&outcome),
+        "evaluate_all ends in another outcome"
+    );
 }
 
 /// Checks a flow state read from arbitrary bytes: it is either rejected or
@@ -152,7 +157,11 @@ fn check_state(policy: &Policy, state: &FlowState) {
     match (&single, &all) {
         (Ok(outcome), Ok(all)) => {
             assert_eq!(all.len(), state.events.len() + 1);
-            assert_eq!(all.last(), Some(outcome), "evaluate_all ends in another outcome");
+            assert_eq!(
+                all.last(),
+                Some(outcome),
+                "evaluate_all ends in another outcome"
+            );
         }
         (Err(_), Err(_)) => {}
         _ => panic!(
@@ -165,7 +174,10 @@ fn check_state(policy: &Policy, state: &FlowState) {
         "factor_verified": { "factor": "password", "at": "9999-12-31T23:59:59Z" }
     });
     if let Ok(next) = policy.resume(state, &event) {
-        assert!(single.is_ok(), "resume extended a state that does not evaluate");
+        assert!(
+            single.is_ok(),
+            "resume extended a state that does not evaluate"
+        );
         assert_evaluates(policy, &next);
     }
     if let Ok(migrated) = policy.migrate(state) {

@@ -299,7 +299,13 @@ fn measure_rows(peers: &mut Peers, cases: &[Case]) -> Vec<Row> {
         };
         for case in cases {
             peers.with_decision(engine, &case.request, false, &mut |decide| {
-                assert_eq!(decide(), case.expected, "{} on {}", engine.label(), case.name);
+                assert_eq!(
+                    decide(),
+                    case.expected,
+                    "{} on {}",
+                    engine.label(),
+                    case.name
+                );
                 row.prebuilt.push(median_per_call(decide));
                 row.allocations.push(allocations_per_call(decide));
             });
@@ -333,7 +339,10 @@ fn print_tables(peers: &mut Peers) {
     }
 
     println!();
-    println!("per decision, geometric mean over the {} cases:", cases.len());
+    println!(
+        "per decision, geometric mean over the {} cases:",
+        cases.len()
+    );
     println!(
         "| engine | input prebuilt | ratio to authflow native | input built in the loop | ratio to authflow native | heap allocations per decision (prebuilt) |"
     );
@@ -376,11 +385,16 @@ fn median_time(runs: usize, mut f: impl FnMut()) -> f64 {
 
 /// Returns the authflow and Cedar texts of a policy with `guards` guards.
 fn scaling_policies(guards: usize) -> (String, String) {
-    (policy_with_guards(guards), cedar_policies_with_guards(guards))
+    (
+        policy_with_guards(guards),
+        cedar_policies_with_guards(guards),
+    )
 }
 
 fn print_scaling() {
-    println!("scaling: one flow of N guards in authflow, N forbid policies plus one permit in Cedar");
+    println!(
+        "scaling: one flow of N guards in authflow, N forbid policies plus one permit in Cedar"
+    );
     println!(
         "| N | authflow compile to bytecode | authflow native load | Cedar parse and validate | authflow native decision | authflow bytecode decision | Cedar decision | Cedar / authflow native |"
     );
@@ -403,7 +417,9 @@ fn print_scaling() {
         let mut decide_ns = Vec::new();
         for backend in [Backend::Native, Backend::Bytecode] {
             let policy = Policy::with_backend(program.clone(), backend).expect("loads");
-            let state = policy.start_json(GUARDED_REQUEST, 0).expect("valid request");
+            let state = policy
+                .start_json(GUARDED_REQUEST, 0)
+                .expect("valid request");
             let facts = policy.facts(&state).expect("valid state");
             let mut scratch = policy.scratch();
             let _strings = policy.bind(&facts, &mut scratch);
@@ -506,7 +522,9 @@ fn peers(c: &mut Criterion) {
         });
         let program = compile_flow("guarded.flow", &flow_text);
         let policy = Policy::with_backend(program, Backend::Native).expect("loads");
-        let state = policy.start_json(GUARDED_REQUEST, 0).expect("valid request");
+        let state = policy
+            .start_json(GUARDED_REQUEST, 0)
+            .expect("valid request");
         let facts = policy.facts(&state).expect("valid state");
         let mut scratch = policy.scratch();
         let _strings = policy.bind(&facts, &mut scratch);

@@ -114,12 +114,24 @@ pub fn benchmark_cases() -> Vec<Case> {
     vec![
         Case {
             name: "admin_allow",
-            request: human("u-1", &["admin"], "admin_console", 10, &["password", "totp"]),
+            request: human(
+                "u-1",
+                &["admin"],
+                "admin_console",
+                10,
+                &["password", "totp"],
+            ),
             expected: Outcome::Allow,
         },
         Case {
             name: "admin_step_up",
-            request: human("u-1", &["admin"], "admin_console", 70, &["password", "totp"]),
+            request: human(
+                "u-1",
+                &["admin"],
+                "admin_console",
+                70,
+                &["password", "totp"],
+            ),
             expected: Outcome::StepUp,
         },
         Case {
@@ -367,15 +379,23 @@ impl Authflow {
     pub fn new(backend: Backend) -> Authflow {
         let program = compile_flow("stepup.flow", STEPUP_FLOW);
         let policy = Policy::with_backend(program, backend).expect("the step-up program verifies");
-        assert_eq!(policy.backend(), backend, "backend {backend:?} is not available");
+        assert_eq!(
+            policy.backend(),
+            backend,
+            "backend {backend:?} is not available"
+        );
         Authflow { policy }
     }
 
     /// Builds the JSON request of authflow's input format.
     pub fn request_json(request: &Request) -> serde_json::Value {
         let principal = match request.kind {
-            Kind::Human => serde_json::json!({"kind": "human", "id": request.id, "roles": request.roles}),
-            Kind::Service => serde_json::json!({"kind": "service", "id": request.id, "zone": request.zone}),
+            Kind::Human => {
+                serde_json::json!({"kind": "human", "id": request.id, "roles": request.roles})
+            }
+            Kind::Service => {
+                serde_json::json!({"kind": "service", "id": request.id, "zone": request.zone})
+            }
             Kind::Agent => serde_json::json!({"kind": "agent", "id": request.id}),
         };
         let factors: Vec<serde_json::Value> = request
@@ -450,7 +470,10 @@ pub fn cedar_policies(schema: &cedar_policy::Schema, text: &str) -> cedar_policy
     let policies = cedar_policy::PolicySet::from_str(text).expect("the Cedar policies parse");
     let validator = cedar_policy::Validator::new(schema.clone());
     let result = validator.validate(&policies, cedar_policy::ValidationMode::Strict);
-    assert!(result.validation_passed(), "Cedar validation failed: {result}");
+    assert!(
+        result.validation_passed(),
+        "Cedar validation failed: {result}"
+    );
     policies
 }
 
@@ -486,7 +509,12 @@ impl Cedar {
         use cedar_policy::RestrictedExpression as Expr;
         let principal = cedar_uid(request.kind.cedar_type(), request.id);
         let resource = cedar_uid("App::Resource", request.resource);
-        let roles = Expr::new_set(request.roles.iter().map(|r| Expr::new_string(r.to_string())));
+        let roles = Expr::new_set(
+            request
+                .roles
+                .iter()
+                .map(|r| Expr::new_string(r.to_string())),
+        );
         let attributes = HashMap::from([("roles".to_string(), roles)]);
         let entity = cedar_policy::Entity::new(principal.clone(), attributes, HashSet::new())
             .expect("valid principal entity");
@@ -495,12 +523,19 @@ impl Cedar {
             cedar_policy::Entities::from_entities([entity, resource_entity], Some(&self.schema))
                 .expect("the entities conform to the schema");
         let context = || {
-            let factors =
-                Expr::new_set(request.factors.iter().map(|f| Expr::new_string(f.to_string())));
+            let factors = Expr::new_set(
+                request
+                    .factors
+                    .iter()
+                    .map(|f| Expr::new_string(f.to_string())),
+            );
             cedar_policy::Context::from_pairs([
                 ("risk".to_string(), Expr::new_long(request.risk)),
                 ("factors".to_string(), factors),
-                ("zone".to_string(), Expr::new_string(request.zone.to_string())),
+                (
+                    "zone".to_string(),
+                    Expr::new_string(request.zone.to_string()),
+                ),
                 ("hour".to_string(), Expr::new_long(10)),
             ])
             .expect("valid context")
@@ -581,11 +616,23 @@ pub fn rego_input(request: &Request) -> regorus::Value {
         )
     };
     let mut fields = BTreeMap::new();
-    fields.insert(regorus::Value::from("kind"), regorus::Value::from(request.kind.name()));
+    fields.insert(
+        regorus::Value::from("kind"),
+        regorus::Value::from(request.kind.name()),
+    );
     fields.insert(regorus::Value::from("roles"), strings(request.roles));
-    fields.insert(regorus::Value::from("zone"), regorus::Value::from(request.zone));
-    fields.insert(regorus::Value::from("resource"), regorus::Value::from(request.resource));
-    fields.insert(regorus::Value::from("risk"), regorus::Value::from(request.risk));
+    fields.insert(
+        regorus::Value::from("zone"),
+        regorus::Value::from(request.zone),
+    );
+    fields.insert(
+        regorus::Value::from("resource"),
+        regorus::Value::from(request.resource),
+    );
+    fields.insert(
+        regorus::Value::from("risk"),
+        regorus::Value::from(request.risk),
+    );
     fields.insert(regorus::Value::from("factors"), strings(request.factors));
     regorus::Value::from(fields)
 }
@@ -640,7 +687,9 @@ pub fn rego_program() -> regorus::Rc<regorus::rvm::Program> {
         .add_policy("stepup.rego".to_string(), REGO_POLICY.to_string())
         .expect("the Rego policy parses");
     let entry: regorus::Rc<str> = regorus::Rc::from(REGO_QUERY);
-    let compiled = engine.compile_with_entrypoint(&entry).expect("the Rego policy compiles");
+    let compiled = engine
+        .compile_with_entrypoint(&entry)
+        .expect("the Rego policy compiles");
     regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[REGO_QUERY])
         .expect("the Rego policy compiles to RVM bytecode")
 }
@@ -700,7 +749,11 @@ impl Cel {
     }
 
     pub fn decide(&self, input: &cel_interpreter::Context) -> Outcome {
-        match self.program.execute(input).expect("the CEL expression evaluates") {
+        match self
+            .program
+            .execute(input)
+            .expect("the CEL expression evaluates")
+        {
             cel_interpreter::Value::String(name) => {
                 Outcome::from_name(&name).unwrap_or_else(|| panic!("unknown CEL outcome {name}"))
             }

@@ -76,10 +76,19 @@ impl Engines {
         let cel_input = self.cel.input(request);
         vec![
             ("authflow native", self.native.decide(&mut native_input)),
-            ("authflow bytecode", self.bytecode.decide(&mut bytecode_input)),
+            (
+                "authflow bytecode",
+                self.bytecode.decide(&mut bytecode_input),
+            ),
             ("Cedar one query", self.cedar.decide_one_query(&cedar_input)),
-            ("Cedar two queries", self.cedar.decide_two_queries(&cedar_input)),
-            ("Rego interpreter", self.rego_interpreter.decide(&rego_input)),
+            (
+                "Cedar two queries",
+                self.cedar.decide_two_queries(&cedar_input),
+            ),
+            (
+                "Rego interpreter",
+                self.rego_interpreter.decide(&rego_input),
+            ),
             ("Rego VM", self.rego_vm.decide(&rego_input)),
             ("CEL", self.cel.decide(&cel_input)),
             ("Rust interned", decide_interned(&intern(request))),
