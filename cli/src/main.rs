@@ -648,93 +648,93 @@ fn first_difference(expected: &Json, actual: &Json, path: &str) -> Option<String
     }
 }
 
-fn replay(path: &Path, trace_path: &Path) -> u8 {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let text = match read_source(trace_path) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("error: cannot read `{}`: {error}", trace_path.display());
-            return EXIT_USAGE;
-        }
-    };
-    let mut confirmed = 0;
+/// One outcome line recorded with `eval --trace`.
+struct Recorded {
+    /// `FILE:LINE`, for messages.
+    location: String,
+    outcome: Json,
+    /// The flow state the trace records.
+    state: FlowState,
+}
+
+/// Reads every outcome line of a traces file; a file without any, or a line
+/// that is not an outcome with a trace, is invalid input.
+fn read_recorded(trace_path: &Path) -> Result<Vec<Recorded>, u8> {
+    let text = read_source(trace_path).map_err(|error| {
+        eprintln!("error: cannot read `{}`: {error}", trace_path.display());
+        EXIT_USAGE
+    })?;
+    let mut recorded = Vec::new();
     for (number, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let where_ = format!("{}:{}", trace_path.display(), number + 1);
-        let recorded = match authflow_runtime::json::parse(line) {
-            Ok(json) => json,
-            Err(message) => {
-                eprintln!("error: {where_}: {message}");
-                return EXIT_INPUT;
-            }
+        let location = format!("{}:{}", trace_path.display(), number + 1);
+        let outcome = authflow_runtime::json::parse(line).map_err(|message| {
+            eprintln!("error: {location}: {message}");
+            EXIT_INPUT
+        })?;
+        let Some(trace) = outcome.get("trace") else {
+            eprintln!("error: {location}: the outcome has no `trace`; record it with `authflow eval --trace`");
+            return Err(EXIT_INPUT);
         };
-        let Some(trace) = recorded.get("trace") else {
-            eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
-            return EXIT_INPUT;
-        };
-        let state = FlowState {
-            policy: trace
-                .get("policy")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            flow: trace
-                .get("flow")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            instance: trace
-                .get("instance")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            request: trace
-                .pointer("/input/request")
-                .cloned()
-                .unwrap_or(Json::Null),
-            events: trace
-                .pointer("/input/events")
-                .and_then(Json::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let state = recorded_state(trace);
+        recorded.push(Recorded {
+            location,
+            outcome,
+            state,
+        });
+    }
+    if recorded.is_empty() {
+        eprintln!(
+            "error: `{}` holds no recorded outcomes",
+            trace_path.display()
+        );
+        return Err(EXIT_INPUT);
+    }
+    Ok(recorded)
+}
+
+fn replay(path: &Path, trace_path: &Path) -> u8 {
+    let policy = match load_policy(path) {
+        Ok(policy) => policy,
+        Err(status) => return status,
+    };
+    let recorded = match read_recorded(trace_path) {
+        Ok(recorded) => recorded,
+        Err(status) => return status,
+    };
+    for Recorded {
+        location,
+        outcome,
+        state,
+    } in &recorded
+    {
         if state.policy != policy.digest() {
             eprintln!(
-                "error: {where_}: the trace was recorded under policy {}, not the loaded policy {}",
+                "error: {location}: the trace was recorded under policy {}, not the loaded policy {}",
                 state.policy,
                 policy.digest()
             );
             return EXIT_INPUT;
         }
-        let replayed = match policy.evaluate(&state, true) {
-            Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
+        let replayed = match policy.evaluate(state, true) {
+            Ok(replayed) => serde_json::to_value(&replayed).unwrap_or(Json::Null),
             Err(error) => {
-                eprintln!("error: {where_}: the recorded input does not fit the policy: {error}");
+                eprintln!("error: {location}: the recorded input does not fit the policy: {error}");
                 return EXIT_INPUT;
             }
         };
-        if let Some(difference) = first_difference(&recorded, &replayed, "$") {
-            out!("{where_}: differs at {difference}");
+        if let Some(difference) = first_difference(outcome, &replayed, "$") {
+            out!("{location}: differs at {difference}");
             return EXIT_COMPILE;
         }
-        confirmed += 1;
     }
-    if confirmed == 0 {
-        eprintln!(
-            "error: `{}` holds no recorded outcomes",
-            trace_path.display()
-        );
-        return EXIT_INPUT;
-    }
+    let count = recorded.len();
     out!(
-        "{confirmed} outcome{} confirmed",
-        if confirmed == 1 { "" } else { "s" }
+        "{count} outcome{} confirmed",
+        if count == 1 { "" } else { "s" }
     );
     EXIT_OK
 }
@@ -842,62 +842,42 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
         Ok(policy) => policy,
         Err(status) => return status,
     };
-    let text = match read_source(trace_path) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("error: cannot read `{}`: {error}", trace_path.display());
-            return EXIT_USAGE;
-        }
+    let recorded = match read_recorded(trace_path) {
+        Ok(recorded) => recorded,
+        Err(status) => return status,
     };
-    let mut total = 0;
     let mut changes: std::collections::BTreeMap<(String, String), (usize, String)> =
         std::collections::BTreeMap::new();
-    for (number, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+    for Recorded {
+        location,
+        outcome,
+        state,
+    } in &recorded
     {
-        let where_ = format!("{}:{}", trace_path.display(), number + 1);
-        let recorded = match authflow_runtime::json::parse(line) {
-            Ok(json) => json,
-            Err(message) => {
-                eprintln!("error: {where_}: {message}");
-                return EXIT_INPUT;
-            }
-        };
-        let Some(trace) = recorded.get("trace") else {
-            eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
-            return EXIT_INPUT;
-        };
-        let state = match policy.migrate(&recorded_state(trace)) {
+        let state = match policy.migrate(state) {
             Ok(state) => state,
             Err(error) => {
-                eprintln!("error: {where_}: the recorded input does not fit the candidate policy: {error}");
+                eprintln!("error: {location}: the recorded input does not fit the candidate policy: {error}");
                 return EXIT_INPUT;
             }
         };
-        let outcome = match policy.evaluate(&state, false) {
-            Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Json::Null),
+        let candidate_outcome = match policy.evaluate(&state, false) {
+            Ok(candidate_outcome) => serde_json::to_value(&candidate_outcome).unwrap_or(Json::Null),
             Err(error) => {
-                eprintln!("error: {where_}: {error}");
+                eprintln!("error: {location}: {error}");
                 return EXIT_INPUT;
             }
         };
-        total += 1;
-        let before = decision_summary(&recorded);
-        let after = decision_summary(&outcome);
+        let before = decision_summary(outcome);
+        let after = decision_summary(&candidate_outcome);
         if before != after {
-            let entry = changes.entry((before, after)).or_insert((0, where_));
+            let entry = changes
+                .entry((before, after))
+                .or_insert((0, location.clone()));
             entry.0 += 1;
         }
     }
-    if total == 0 {
-        eprintln!(
-            "error: `{}` holds no recorded outcomes",
-            trace_path.display()
-        );
-        return EXIT_INPUT;
-    }
+    let total = recorded.len();
     let changed: usize = changes.values().map(|(count, _)| count).sum();
     out!(
         "{total} recorded outcomes replayed under {}: {} unchanged, {changed} changed",
@@ -917,34 +897,22 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
         Ok(policy) => policy,
         Err(status) => return status,
     };
-    let text = match read_source(trace_path) {
-        Ok(text) => text,
-        Err(error) => {
-            eprintln!("error: cannot read `{}`: {error}", trace_path.display());
-            return EXIT_USAGE;
-        }
+    let recorded = match read_recorded(trace_path) {
+        Ok(recorded) => recorded,
+        Err(status) => return status,
     };
-    let mut explained = 0;
-    for (number, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+    for (
+        index,
+        Recorded {
+            location,
+            outcome: recorded,
+            state,
+        },
+    ) in recorded.iter().enumerate()
     {
-        let where_ = format!("{}:{}", trace_path.display(), number + 1);
-        let recorded = match authflow_runtime::json::parse(line) {
-            Ok(json) => json,
-            Err(message) => {
-                eprintln!("error: {where_}: {message}");
-                return EXIT_INPUT;
-            }
-        };
-        let Some(trace) = recorded.get("trace") else {
-            eprintln!("error: {where_}: the outcome has no `trace`; record it with `authflow eval --trace`");
-            return EXIT_INPUT;
-        };
+        let where_ = location;
         // Explain what the policy decides now, and note it if the record differs.
-        let state = recorded_state(trace);
-        let outcome = match policy.evaluate(&state, true) {
+        let outcome = match policy.evaluate(state, true) {
             Ok(outcome) => outcome,
             Err(error) => {
                 eprintln!("error: {where_}: the recorded input does not fit the policy: {error}");
@@ -952,7 +920,7 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
             }
         };
         let current = serde_json::to_value(&outcome).unwrap_or(Json::Null);
-        if explained > 0 {
+        if index > 0 {
             out!("");
         }
         out!(
@@ -960,10 +928,10 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
             state.flow,
             decision_summary(&current)
         );
-        if first_difference(&recorded, &current, "$").is_some() {
+        if first_difference(recorded, &current, "$").is_some() {
             out!(
                 "  note: the recorded outcome was {}; this policy decides differently",
-                decision_summary(&recorded)
+                decision_summary(recorded)
             );
         }
         for step in outcome.trace.iter().flat_map(|t| &t.steps) {
@@ -993,14 +961,6 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
         for fact in counterfactuals(&outcome) {
             out!("  would change it: {fact}");
         }
-        explained += 1;
-    }
-    if explained == 0 {
-        eprintln!(
-            "error: `{}` holds no recorded outcomes",
-            trace_path.display()
-        );
-        return EXIT_INPUT;
     }
     EXIT_OK
 }
