@@ -251,40 +251,6 @@ impl Printer<'_> {
     fn step(&mut self, step: &Step, depth: usize) {
         let first = self.token_at(step.span.start);
         let text = match &step.kind {
-            StepKind::Allow { with } => format!("allow{}", with_record(with)),
-            StepKind::Deny { reason, when } => {
-                let mut text = format!("deny {}", string_literal(reason));
-                if let Some(when) = when {
-                    text.push_str(&format!(" when {}", expr(when)));
-                }
-                text
-            }
-            StepKind::Require {
-                factors,
-                within,
-                attempts,
-            } => {
-                let mut text = format!("require {}", factor_spec(factors));
-                if let Some(within) = within {
-                    text.push_str(&format!(" within {}", expr(within)));
-                }
-                if let Some(attempts) = attempts {
-                    text.push_str(&format!(" attempts {}", expr(attempts)));
-                }
-                text
-            }
-            StepKind::Enroll { factors } => format!("enroll {}", factor_spec(factors)),
-            StepKind::Approve { roles, within } => {
-                let mut text = format!("approve by {}", names(roles));
-                if let Some(within) = within {
-                    text.push_str(&format!(" within {}", expr(within)));
-                }
-                text
-            }
-            StepKind::Emit { name, with } => {
-                format!("emit {}{}", string_literal(name), with_record(with))
-            }
-            StepKind::Run { flow } => format!("run {}", flow.name),
             StepKind::If { arms, otherwise } => {
                 self.if_step(first, arms, otherwise.as_ref(), depth);
                 return;
@@ -309,6 +275,7 @@ impl Printer<'_> {
                 self.push_close(body.span.end, depth);
                 return;
             }
+            _ => step_text(step),
         };
         self.push(first, depth, Role::Body, text);
     }
