@@ -1,8 +1,8 @@
 //! The decision kernel executes the same instruction sequence for every
 //! input of a flow. For each scenario policy, every request and event of its
-//! cases is evaluated while recording the executed opcodes; all recordings
-//! of one flow must be identical, while the cases take different paths
-//! (different deciding sites).
+//! cases is evaluated while recording the executed opcodes, and so are random
+//! records. All recordings of one flow must be identical, although the inputs
+//! take different paths (they reach different deciding sites).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
