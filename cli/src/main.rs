@@ -5,6 +5,17 @@
 
 mod render;
 
+/// Unwraps `Ok`, or returns the exit status an `Err` carries from the
+/// enclosing command function.
+macro_rules! try_status {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(status) => return status,
+        }
+    };
+}
+
 /// Prints a formatted line on standard output with [`print_line`].
 macro_rules! out {
     ($($arg:tt)*) => {
@@ -302,10 +313,7 @@ fn print_diagnostics(compilation: &Compilation) {
 }
 
 fn check(path: &Path, format: Format) -> u8 {
-    let compilation = match front_end(path) {
-        Ok(compilation) => compilation,
-        Err(status) => return status,
-    };
+    let compilation = try_status!(front_end(path));
     match format {
         Format::Text => print_diagnostics(&compilation),
         Format::Json => {
@@ -358,10 +366,7 @@ fn backend() -> Backend {
 }
 
 fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
-    let text = match read_policy(path) {
-        Ok(text) => text,
-        Err(status) => return status,
-    };
+    let text = try_status!(read_policy(path));
     if let Some(Stage::Ast) = emit {
         let (file, diagnostics) = authflow_compiler::parse_file(&text);
         if !diagnostics.is_empty() {
@@ -556,14 +561,8 @@ fn eval(
     trace: bool,
     state_out: Option<PathBuf>,
 ) -> u8 {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let request = match read_json(input) {
-        Ok(request) => request,
-        Err(status) => return status,
-    };
+    let policy = try_status!(load_policy(path));
+    let request = try_status!(read_json(input));
     let state = match policy.start(&request, now_micros()) {
         Ok(state) => state,
         Err(error) => {
@@ -582,14 +581,8 @@ fn resume(
     migrate: bool,
     state_out: Option<PathBuf>,
 ) -> u8 {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let stored = match read_json(state_path) {
-        Ok(json) => json,
-        Err(status) => return status,
-    };
+    let policy = try_status!(load_policy(path));
+    let stored = try_status!(read_json(state_path));
     let mut state: FlowState = match serde_json::from_value(stored) {
         Ok(state) => state,
         Err(error) => {
@@ -697,14 +690,8 @@ fn read_recorded(trace_path: &Path) -> Result<Vec<Recorded>, u8> {
 }
 
 fn replay(path: &Path, trace_path: &Path) -> u8 {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let recorded = match read_recorded(trace_path) {
-        Ok(recorded) => recorded,
-        Err(status) => return status,
-    };
+    let policy = try_status!(load_policy(path));
+    let recorded = try_status!(read_recorded(trace_path));
     for Recorded {
         location,
         outcome,
@@ -740,10 +727,7 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
 }
 
 fn test(path: &Path, coverage: bool) -> u8 {
-    let text = match read_policy(path) {
-        Ok(text) => text,
-        Err(status) => return status,
-    };
+    let text = try_status!(read_policy(path));
     let compilation = compile(&path.display().to_string(), &text, &mut FileLoader);
     print_diagnostics(&compilation);
     let (Some(checked), Some(program)) = (&compilation.checked, &compilation.program) else {
@@ -838,14 +822,8 @@ fn decision_summary(outcome: &Json) -> String {
 /// Re-evaluates every recorded input under `candidate` and counts how the
 /// decisions would change: the report-only mode, offline and exact.
 fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
-    let policy = match load_policy(candidate) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let recorded = match read_recorded(trace_path) {
-        Ok(recorded) => recorded,
-        Err(status) => return status,
-    };
+    let policy = try_status!(load_policy(candidate));
+    let recorded = try_status!(read_recorded(trace_path));
     let mut changes: std::collections::BTreeMap<(String, String), (usize, String)> =
         std::collections::BTreeMap::new();
     for Recorded {
@@ -893,14 +871,8 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
 /// Prints, for each recorded outcome, the steps that produced it with their
 /// guard values, and the facts that would change a non-allow decision.
 fn explain(path: &Path, trace_path: &Path) -> u8 {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
-        Err(status) => return status,
-    };
-    let recorded = match read_recorded(trace_path) {
-        Ok(recorded) => recorded,
-        Err(status) => return status,
-    };
+    let policy = try_status!(load_policy(path));
+    let recorded = try_status!(read_recorded(trace_path));
     for (
         index,
         Recorded {
@@ -1031,10 +1003,7 @@ fn counterfactuals(outcome: &authflow_runtime::Outcome) -> Vec<String> {
 fn format_files(files: &[PathBuf], check: bool) -> u8 {
     let mut unformatted = 0;
     for path in files {
-        let text = match read_policy(path) {
-            Ok(text) => text,
-            Err(status) => return status,
-        };
+        let text = try_status!(read_policy(path));
         let formatted = match authflow_compiler::format::format_source(&text) {
             Ok(formatted) => formatted,
             Err(diagnostics) => {
