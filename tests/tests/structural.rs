@@ -26,9 +26,9 @@
 //! prints a note and checks nothing.
 
 use std::collections::BTreeSet;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use authflow_benches::{policy_with_flows, policy_with_guards};
 use authflow_compiler::{build_program, check_source, NoImports};
 use authflow_runtime::kernel;
 use authflow_runtime::program::Program;
@@ -55,67 +55,6 @@ fn policy_files() -> Vec<PathBuf> {
     files
 }
 
-/// Returns a policy with `flows` flows, each with a mix of every step kind.
-/// This is a copy of `policy_with_flows` in the benchmarks crate, which this
-/// crate does not depend on.
-fn policy_with_flows(flows: usize) -> String {
-    let mut text = String::from(
-        "policy \"generated\" version \"1\"\n\n\
-         enum Zone { internal, partner, public }\n\n\
-         principal human {\n  roles: Set<String>\n  zone: Zone\n  owner: String?\n}\n\n\
-         context {\n  resource: String\n  risk: Int\n  ip: Ip\n  device_trusted: Bool\n}\n\n\
-         const privileged = {\"admin\", \"sre\"}\n\
-         const office = {cidr(\"10.0.0.0/8\"), cidr(\"2001:db8::/32\")}\n\
-         switch elevated: Bool = false\n\n",
-    );
-    for i in 0..flows {
-        let _ = write!(
-            text,
-            "flow flow_{i} for human on event_{i} {{\n\
-             \x20 deny \"risk {i}\" when context.risk >= {limit}\n\
-             \x20 require password attempts 5\n\
-             \x20 if context.resource == \"resource_{i}\" and principal.roles.contains_any(privileged) {{\n\
-             \x20   require aal3 within 15m\n\
-             \x20 }} else if elevated or not (context.ip in office) {{\n\
-             \x20   require any(passkey, security_key)\n\
-             \x20 }} else {{\n\
-             \x20   require aal2\n\
-             \x20 }}\n\
-             \x20 match principal.zone {{\n\
-             \x20   internal => {{ emit \"audit_{i}\" }}\n\
-             \x20   partner => {{ approve by owner within 1d }}\n\
-             \x20   public => {{ deny \"public {i}\" }}\n\
-             \x20 }}\n\
-             \x20 allow with {{ ttl: 8h, owner: principal.owner ?? \"none\" }}\n\
-             }}\n\n",
-            limit = 50 + i % 50,
-        );
-    }
-    text
-}
-
-/// Returns a policy with one flow of `guards` `deny ... when` guards. This is
-/// a copy of `policy_with_guards` in the benchmarks crate.
-fn policy_with_guards(guards: usize) -> String {
-    let mut text = String::from(
-        "principal human {\n  roles: Set<String>\n}\n\ncontext {\n  risk: Int\n  resource: String\n}\n\n\
-         flow guarded for human on login {\n",
-    );
-    for i in 0..guards {
-        let _ = writeln!(
-            text,
-            "  deny \"rule {i}\" when context.risk == {risk} and (context.resource == \"r{i}\" or principal.roles.contains(\"g{i}\"))",
-            risk = 1000 + i,
-        );
-    }
-    text.push_str("  require password\n  allow with { rules: ");
-    let _ = write!(text, "{guards}");
-    text.push_str(" }\n}\n");
-    text
-}
-
-/// Compiles `source` to bytecode without proving its invariants, because
-/// the check is about code generation, not about the policy's meaning.
 fn program(name: &str, source: &str) -> Program {
     let compilation = check_source(name, source, &mut NoImports);
     let errors: Vec<String> = compilation
