@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-/// A policy with `flows` flows, each with a mix of every step kind, for
+/// Generates a policy with `flows` flows, each with a mix of every step kind, for
 /// compile-speed measurements.
 pub fn policy_with_flows(flows: usize) -> String {
     let mut text = String::from(
@@ -40,7 +40,7 @@ pub fn policy_with_flows(flows: usize) -> String {
     text
 }
 
-/// A policy with one flow of `guards` `deny ... when` guards, each over a
+/// Generates a policy with one flow of `guards` `deny ... when` guards, each over a
 /// different comparison, then a final allow.
 pub fn policy_with_guards(guards: usize) -> String {
     let mut text = String::from(
@@ -70,7 +70,7 @@ pub const GUARDED_REQUEST: &str = r#"{"flow": "guarded", "principal": {"kind": "
 pub const WORKFORCE_POLICY: &str =
     include_str!("../../tests/scenarios/01-workforce-login/policy.flow");
 
-/// A policy of `flows` flows with `guards` `deny ... when` guards each, and
+/// Generates a policy of `flows` flows with `guards` `deny ... when` guards each, and
 /// one invariant per flow, for the governance benchmarks.
 pub fn policy_with_guarded_flows(flows: usize, guards: usize) -> String {
     let mut text = String::from(

@@ -127,7 +127,7 @@ impl TExpr {
     }
 }
 
-/// What a `require` step demands.
+/// The demand of a `require` step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requirement {
     /// One factor, or any of the factors in the bitset.
@@ -313,7 +313,7 @@ impl Checked {
 // The checker
 // ---------------------------------------------------------------------------
 
-/// Where an expression is checked, which fixes the names it may use.
+/// The place an expression is checked in, which fixes the names it may use.
 #[derive(Clone, Debug)]
 enum Env {
     /// A constant or switch default: compile-time values only.
@@ -466,7 +466,7 @@ impl<'s, 'a> Checker<'s, 'a> {
     }
 }
 
-/// The most steps one flow may contain once every `run` is inlined; it
+/// The maximum number of steps one flow may contain once every `run` is inlined; it
 /// bounds the size of the compiled kernel and the cost of one evaluation.
 pub const MAX_INLINED_STEPS: u64 = 20_000;
 

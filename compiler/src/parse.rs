@@ -13,8 +13,8 @@ use crate::span::Span;
 /// The deepest nesting of blocks and expressions the parser accepts.
 pub const MAX_NESTING: usize = 256;
 
-/// Parses the tokens of one file. Diagnostics are appended; the returned AST
-/// holds every item that parsed, with error nodes where one did not.
+/// Parses the tokens of one file. Diagnostics are appended, and the returned AST
+/// contains every item that parsed, with error nodes where one did not.
 pub fn parse(tokens: &[Token], diagnostics: &mut Vec<Diagnostic>) -> File {
     let mut parser = Parser {
         tokens,
@@ -79,7 +79,7 @@ impl<'a> Parser<'a> {
         self.token().span
     }
 
-    /// The span of the token before the current one.
+    /// Returns the span of the token before the current one.
     fn previous_span(&self) -> Span {
         let index = self
             .position
@@ -142,7 +142,7 @@ impl<'a> Parser<'a> {
         self.expect(Tok::Keyword(keyword), &format!("`{}`", keyword.text()))
     }
 
-    /// An identifier that refers to something (a factor, role, flow, kind).
+    /// Parses an identifier that refers to something (a factor, role, flow, kind).
     fn ident(&mut self, what: &str) -> Parsed<Ident> {
         match self.peek().clone() {
             Tok::Ident(name) => {
@@ -153,8 +153,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An identifier that declares a name; a keyword here gets a hint that
-    /// it is reserved.
+    /// Parses an identifier that declares a name. A keyword here gets a hint
+    /// that it is reserved.
     fn name(&mut self, what: &str) -> Parsed<Ident> {
         match self.peek().clone() {
             Tok::Ident(name) => {
@@ -945,7 +945,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The binary operator at the current token with its precedence, lowest
+    /// Returns the binary operator at the current token with its precedence, lowest
     /// first: `??`, `or`, `and`, (`not`), comparisons and `in`, `+ -`.
     fn binary_op(&self) -> Option<(BinaryOp, u8)> {
         Some(match self.peek() {

@@ -25,7 +25,7 @@ pub struct TestResult {
     pub failure: Option<(Span, String)>,
 }
 
-/// What the tests reached in one flow.
+/// The steps, arms and exception paths the tests reached in one flow.
 #[derive(Clone, Debug, Default)]
 pub struct FlowCoverage {
     pub reached: BTreeSet<usize>,
@@ -332,7 +332,7 @@ fn run_test(test: &CheckedTest, policy: &Policy, coverage: &mut [FlowCoverage]) 
     }
 }
 
-/// Every step, arm and exception path that no test reached, in the flows
+/// Lists every step, arm and exception path that no test reached, in the flows
 /// of the root file (imported library flows are covered by their own tests).
 pub fn gaps(checked: &Checked, policy: &Policy, coverage: &[FlowCoverage]) -> Vec<Gap> {
     let mut gaps = Vec::new();

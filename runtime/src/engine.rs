@@ -88,7 +88,7 @@ pub struct Policy {
     native: Option<crate::native::NativeProgram>,
 }
 
-/// Which kernel evaluates flows.
+/// The kernel that evaluates flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The bytecode interpreter: runs everywhere.
@@ -137,7 +137,7 @@ impl Policy {
 
     /// Verifies a program and prepares it for evaluation with `backend`. With
     /// [`Backend::Native`] on a target Cranelift cannot compile for, the
-    /// policy falls back to the bytecode kernel; [`Policy::backend`] tells.
+    /// policy falls back to the bytecode kernel, which [`Policy::backend`] reports.
     pub fn with_backend(program: Program, backend: Backend) -> Result<Policy, String> {
         let mut policy = Policy::new(program)?;
         if backend == Backend::Native {
@@ -146,7 +146,7 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The kernel that evaluates this policy's flows.
+    /// Returns the kernel that evaluates this policy's flows.
     pub fn backend(&self) -> Backend {
         if self.native.is_some() {
             Backend::Native
@@ -155,7 +155,7 @@ impl Policy {
         }
     }
 
-    /// The native code of the compiled flows, when the backend is native.
+    /// Returns the native code of the compiled flows, when the backend is native.
     pub fn native(&self) -> Option<&crate::native::NativeProgram> {
         self.native.as_ref()
     }

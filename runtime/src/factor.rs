@@ -94,7 +94,7 @@ pub const fn mask(factors: &[Factor]) -> u64 {
     bits
 }
 
-/// Every factor name, sorted by bit.
+/// Returns the name of every factor in `bits`, sorted by bit.
 pub fn names_of(bits: u64) -> Vec<&'static str> {
     Factor::ALL
         .iter()
@@ -160,7 +160,7 @@ const AAL3_COMBINATIONS: &[u64] = &[
     mask(&[HardwareOtp, Passkey]),
 ];
 
-/// The combinations that reach assurance level `level` (1 to 3).
+/// Returns the combinations that reach assurance level `level` (1 to 3).
 pub fn combinations(level: u8) -> &'static [u64] {
     match level {
         1 => AAL1_COMBINATIONS,
@@ -177,7 +177,7 @@ pub fn level_factors(level: u8) -> u64 {
         .fold(0, |bits, combination| bits | combination)
 }
 
-/// The assurance level (0 to 3) that a set of verified factors reaches.
+/// Computes the assurance level (0 to 3) that a set of verified factors reaches.
 pub fn assurance_level(verified: u64) -> u8 {
     (1..=3)
         .rev()

@@ -52,7 +52,7 @@ pub struct EnumType {
     pub variants: Vec<String>,
 }
 
-/// A declared attribute and the first record word that holds its value.
+/// A declared attribute and the first record word of its value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribute {
     pub name: String,
@@ -123,7 +123,7 @@ pub mod out {
     pub const AWAITING: u32 = 4;
 }
 
-/// How the input record is laid out.
+/// The layout of the input record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     pub words: u32,
@@ -197,7 +197,7 @@ pub struct Emit {
     pub line: u32,
 }
 
-/// Where the kernel records one step for the audit trace.
+/// The outcome words in which the kernel records one step for the audit trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceStep {
     pub line: u32,
@@ -214,7 +214,7 @@ pub struct TraceStep {
     pub role: StepRole,
 }
 
-/// What a traced step is, for coverage reports.
+/// The role of a traced step, for coverage reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepRole {
@@ -223,7 +223,7 @@ pub enum StepRole {
     Branch {
         otherwise: bool,
     },
-    /// The entry of an `exception` block; its guard says whether it was entered.
+    /// The entry of an `exception` block; its guard tells whether it was entered.
     Exception,
 }
 
@@ -333,7 +333,7 @@ pub enum Instr {
 }
 
 impl Instr {
-    /// The opcode name, as serialized.
+    /// Returns the opcode name, as serialized.
     pub fn opcode(&self) -> &'static str {
         match self {
             Instr::Load { .. } => "load",

@@ -31,7 +31,7 @@ impl Cidr {
         }
     }
 
-    /// Whether the network is an IPv4 network (written in either form).
+    /// Tells whether the network is an IPv4 network (written in either form).
     pub fn is_ipv4(self) -> bool {
         self.prefix >= 96 && is_ipv4(self.network)
     }
@@ -43,7 +43,7 @@ impl Cidr {
     }
 }
 
-/// Whether an address is IPv4, that is IPv4-mapped in the `u128` form.
+/// Tells whether an address is IPv4, that is IPv4-mapped in the `u128` form.
 pub fn is_ipv4(ip: u128) -> bool {
     ip >> 32 == 0xffff
 }
@@ -203,12 +203,12 @@ pub fn format_duration(micros: i64) -> String {
     format!("{}{unit}", micros / scale)
 }
 
-/// The hour of day (0 to 23) in UTC.
+/// Computes the hour of day (0 to 23) in UTC.
 pub fn hour_of(micros: i64) -> i64 {
     micros.div_euclid(3_600_000_000).rem_euclid(24)
 }
 
-/// The ISO 8601 weekday (1 is Monday, 7 is Sunday) in UTC.
+/// Computes the ISO 8601 weekday (1 is Monday, 7 is Sunday) in UTC.
 pub fn weekday_of(micros: i64) -> i64 {
     // 1970-01-01 was a Thursday (ISO weekday 4).
     (micros.div_euclid(86_400_000_000) + 3).rem_euclid(7) + 1

@@ -188,7 +188,7 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    /// The source text of each `and` operand of a guard; empty for `true`.
+    /// Returns the source text of each `and` operand of a guard, or nothing for `true`.
     pub(super) fn conjuncts(&self, guard: &TExpr) -> Vec<String> {
         match &guard.kind {
             TKind::And(left, right) => {
