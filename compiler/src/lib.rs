@@ -14,6 +14,8 @@ pub mod lex;
 pub mod lower;
 pub mod parse;
 pub mod prove;
+/// A tree-walking evaluator of checked flows that differential tests compare with the kernels.
+pub mod reference;
 pub mod resolve;
 pub mod span;
 pub mod stdlib;
