@@ -7,9 +7,11 @@
 //! workspace cannot depend on this crate. A change to a property here needs
 //! the same change there.
 
-use authflow_compiler::{build_program, check_source, format::format_source, NoImports};
+use authflow_compiler::{
+    build_program, check_source, format::format_source, reference, Compilation, NoImports,
+};
 use authflow_runtime::program::Program;
-use authflow_runtime::{Backend, FlowState, Policy};
+use authflow_runtime::{Backend, FlowState, Outcome, Policy};
 use serde_json::Value as Json;
 
 pub mod generate;
@@ -22,12 +24,25 @@ pub const SCENARIO_POLICY: &str =
 /// microseconds since the Unix epoch.
 pub const DEFAULT_NOW: i64 = 1_796_378_400_000_000;
 
+/// A policy compiled without proving its invariants.
+pub struct Built {
+    /// The front end's result: the sources and the checked program, which
+    /// the reference evaluator walks.
+    pub compilation: Compilation,
+    /// The bytecode program lowered from the checked program.
+    pub program: Program,
+}
+
 /// Compiles `text` without proving its invariants, as the fuzz targets do:
 /// the front end, then lowering and emission. Returns `None` when the text
 /// has compile errors.
-pub fn build(text: &str) -> Option<Program> {
+pub fn build(text: &str) -> Option<Built> {
     let compilation = check_source("input.flow", text, &mut NoImports);
-    build_program(&compilation)
+    let program = build_program(&compilation)?;
+    Some(Built {
+        compilation,
+        program,
+    })
 }
 
 /// Compiles [`SCENARIO_POLICY`] for the bytecode kernel.
@@ -36,8 +51,8 @@ pub fn build(text: &str) -> Option<Program> {
 ///
 /// Panics when the scenario policy no longer compiles.
 pub fn scenario_policy() -> Policy {
-    let program = build(SCENARIO_POLICY).expect("the scenario policy compiles");
-    Policy::new(program).expect("the scenario program verifies")
+    let built = build(SCENARIO_POLICY).expect("the scenario policy compiles");
+    Policy::new(built.program).expect("the scenario program verifies")
 }
 
 /// Checks that the front end ends every text in a checked program or in
@@ -73,8 +88,8 @@ pub fn check_format_roundtrip(text: &str) {
         panic!("the original compiles but the formatted text does not:\n{formatted}");
     };
     assert_eq!(
-        original.digest(),
-        reformatted.digest(),
+        original.program.digest(),
+        reformatted.program.digest(),
         "formatting changed the compiled digest"
     );
 }
@@ -185,10 +200,20 @@ fn check_state(policy: &Policy, state: &FlowState) {
     }
 }
 
-/// Runs a request and its events on one backend. Returns the rejections and
-/// the serialized outcomes, one per line, so that two runs compare byte for
-/// byte.
-fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Json]) -> String {
+/// One backend's run of a request and its events.
+struct BackendRun {
+    /// The rejections and the serialized outcomes, one per line, so that two
+    /// runs compare byte for byte.
+    log: String,
+    /// The policy, the state of the accepted request and events, and the
+    /// outcome after the request and after each event. `None` when the
+    /// request was rejected.
+    evaluated: Option<(Policy, FlowState, Vec<Outcome>)>,
+}
+
+/// Runs a request and its events on one backend. Events that `resume`
+/// rejects are logged and left out of the state.
+fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Json]) -> BackendRun {
     let policy = match Policy::with_backend(program.clone(), backend) {
         Ok(policy) => policy,
         Err(error) => panic!("a compiled program does not verify: {error}"),
@@ -196,7 +221,12 @@ fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Js
     let mut log = Vec::new();
     let mut state = match policy.start(request, DEFAULT_NOW) {
         Ok(state) => state,
-        Err(error) => return format!("start rejected: {error}"),
+        Err(error) => {
+            return BackendRun {
+                log: format!("start rejected: {error}"),
+                evaluated: None,
+            }
+        }
     };
     for event in events {
         match policy.resume(&state, event) {
@@ -204,26 +234,68 @@ fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Js
             Err(error) => log.push(format!("resume rejected: {error}")),
         }
     }
-    match policy.evaluate_all(&state, true) {
-        Ok(outcomes) => {
-            for outcome in outcomes {
-                log.push(serde_json::to_string(&outcome).expect("outcomes serialize"));
-            }
-        }
+    let outcomes = match policy.evaluate_all(&state, true) {
+        Ok(outcomes) => outcomes,
         Err(error) => panic!("an accepted state does not evaluate: {error}"),
+    };
+    for outcome in &outcomes {
+        log.push(serde_json::to_string(outcome).expect("outcomes serialize"));
     }
-    log.join("\n")
+    BackendRun {
+        log: log.join("\n"),
+        evaluated: Some((policy, state, outcomes)),
+    }
+}
+
+/// Checks that the reference evaluator, walking the checked program, gives
+/// each outcome of a backend run, trace steps included, after the request
+/// and after every event.
+fn check_reference_agrees(built: &Built, backend: Backend, run: &BackendRun) {
+    let Some((policy, state, outcomes)) = &run.evaluated else {
+        return;
+    };
+    for (applied, outcome) in outcomes.iter().enumerate() {
+        let prefix = FlowState {
+            events: state.events[..applied].to_vec(),
+            ..state.clone()
+        };
+        let facts = match policy.facts(&prefix) {
+            Ok(facts) => facts,
+            Err(error) => panic!("a prefix of an accepted state does not bind: {error}"),
+        };
+        let evaluation = match reference::evaluate(&built.compilation, &built.program, &facts) {
+            Ok(evaluation) => evaluation,
+            Err(error) => panic!("the reference evaluator failed after {applied} events: {error}"),
+        };
+        let mut kernel = outcome.clone();
+        let steps = kernel.trace.take().map(|trace| trace.steps);
+        assert_eq!(
+            kernel, evaluation.outcome,
+            "the {backend:?} kernel and the reference evaluator decide differently after {applied} events"
+        );
+        assert_eq!(
+            steps,
+            Some(evaluation.steps),
+            "the {backend:?} kernel and the reference evaluator trace differently after {applied} events"
+        );
+    }
 }
 
 /// Checks that the bytecode kernel and the native kernel give byte-identical
-/// outcomes and traces for one program, request and event list.
-pub fn check_backends_agree(program: &Program, request: &Json, events: &[Json]) {
+/// outcomes and traces for one program, request and event list, and that
+/// the reference evaluator gives the same outcomes and trace steps.
+pub fn check_backends_agree(built: &Built, request: &Json, events: &[Json]) {
     if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-        if let Err(error) = authflow_runtime::native::compile(program) {
+        if let Err(error) = authflow_runtime::native::compile(&built.program) {
             panic!("the native backend cannot compile a verified program: {error}");
         }
     }
-    let bytecode = run_backend(program, Backend::Bytecode, request, events);
-    let native = run_backend(program, Backend::Native, request, events);
-    assert_eq!(bytecode, native, "the bytecode and native kernels disagree");
+    let bytecode = run_backend(&built.program, Backend::Bytecode, request, events);
+    let native = run_backend(&built.program, Backend::Native, request, events);
+    assert_eq!(
+        bytecode.log, native.log,
+        "the bytecode and native kernels disagree"
+    );
+    check_reference_agrees(built, Backend::Bytecode, &bytecode);
+    check_reference_agrees(built, Backend::Native, &native);
 }
