@@ -4,18 +4,24 @@
 //!
 //! The property functions are copies of those in `fuzz/src/lib.rs`: the
 //! fuzz crate is a workspace of its own, and this crate cannot depend on it.
-//! A change to a property there needs the same change here.
-//!
-//! NOTE: `eval_differential` inputs are decoded by the `arbitrary` crate,
-//! which this crate does not depend on, so they are not replayed here. Run
-//! `cargo fuzz run eval_differential fuzz/seeds/eval_differential -- -runs=0`
-//! to replay them.
+//! A change to a property there needs the same change here. The policy
+//! generator of `eval_differential` is compiled in from its source file, so
+//! the seeds decode to the same cases as in the fuzz target.
 
 use std::path::{Path, PathBuf};
 
-use authflow_compiler::{build_program, check_source, format::format_source, NoImports};
+use arbitrary::{Arbitrary, Unstructured};
+use authflow_compiler::{
+    build_program, check_source, format::format_source, reference, Compilation, NoImports,
+};
 use authflow_runtime::program::Program;
-use authflow_runtime::{FlowState, Policy};
+use authflow_runtime::{Backend, FlowState, Outcome, Policy};
+use serde_json::Value as Json;
+
+/// The generator of `eval_differential` cases. It reads `crate::DEFAULT_NOW`,
+/// which this file defines as the fuzz crate does.
+#[path = "../../fuzz/src/generate.rs"]
+mod generate;
 
 /// The evaluation time of a request without `now`: 2026-12-04T10:00:00Z in
 /// microseconds since the Unix epoch.
@@ -65,14 +71,23 @@ fn replay(target: &str, minimum: usize, check: impl Fn(&[u8])) {
     }
 }
 
-fn build(text: &str) -> Option<Program> {
+struct Built {
+    compilation: Compilation,
+    program: Program,
+}
+
+fn build(text: &str) -> Option<Built> {
     let compilation = check_source("input.flow", text, &mut NoImports);
-    build_program(&compilation)
+    let program = build_program(&compilation)?;
+    Some(Built {
+        compilation,
+        program,
+    })
 }
 
 fn scenario_policy() -> Policy {
-    let program = build(SCENARIO_POLICY).expect("the scenario policy compiles");
-    Policy::new(program).expect("the scenario program verifies")
+    let built = build(SCENARIO_POLICY).expect("the scenario policy compiles");
+    Policy::new(built.program).expect("the scenario program verifies")
 }
 
 fn check_parse(text: &str) {
@@ -90,7 +105,7 @@ fn check_format_roundtrip(text: &str) {
         return;
     };
     let reformatted = build(&formatted).expect("the formatted text compiles");
-    assert_eq!(original.digest(), reformatted.digest());
+    assert_eq!(original.program.digest(), reformatted.program.digest());
 }
 
 fn assert_evaluates(policy: &Policy, state: &FlowState) {
@@ -170,6 +185,101 @@ fn check_state(policy: &Policy, state: &FlowState) {
     }
 }
 
+struct BackendRun {
+    log: String,
+    evaluated: Option<(Policy, FlowState, Vec<Outcome>)>,
+}
+
+fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Json]) -> BackendRun {
+    let policy = Policy::with_backend(program.clone(), backend).expect("the program verifies");
+    let mut log = Vec::new();
+    let mut state = match policy.start(request, DEFAULT_NOW) {
+        Ok(state) => state,
+        Err(error) => {
+            return BackendRun {
+                log: format!("start rejected: {error}"),
+                evaluated: None,
+            }
+        }
+    };
+    for event in events {
+        match policy.resume(&state, event) {
+            Ok(next) => state = next,
+            Err(error) => log.push(format!("resume rejected: {error}")),
+        }
+    }
+    let outcomes = policy
+        .evaluate_all(&state, true)
+        .expect("an accepted state evaluates");
+    for outcome in &outcomes {
+        log.push(serde_json::to_string(outcome).expect("outcomes serialize"));
+    }
+    BackendRun {
+        log: log.join("\n"),
+        evaluated: Some((policy, state, outcomes)),
+    }
+}
+
+fn check_reference_agrees(built: &Built, backend: Backend, run: &BackendRun) {
+    let Some((policy, state, outcomes)) = &run.evaluated else {
+        return;
+    };
+    for (applied, outcome) in outcomes.iter().enumerate() {
+        let prefix = FlowState {
+            events: state.events[..applied].to_vec(),
+            ..state.clone()
+        };
+        let facts = policy
+            .facts(&prefix)
+            .expect("a prefix of an accepted state binds");
+        let evaluation = reference::evaluate(&built.compilation, &built.program, &facts)
+            .unwrap_or_else(|error| panic!("the reference evaluator failed: {error}"));
+        let mut kernel = outcome.clone();
+        let steps = kernel.trace.take().map(|trace| trace.steps);
+        assert_eq!(
+            kernel, evaluation.outcome,
+            "{backend:?} and the reference decide differently after {applied} events"
+        );
+        assert_eq!(
+            steps,
+            Some(evaluation.steps),
+            "{backend:?} and the reference trace differently after {applied} events"
+        );
+    }
+}
+
+fn check_backends_agree(built: &Built, request: &Json, events: &[Json]) {
+    if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        authflow_runtime::native::compile(&built.program)
+            .expect("the native backend compiles a verified program");
+    }
+    let bytecode = run_backend(&built.program, Backend::Bytecode, request, events);
+    let native = run_backend(&built.program, Backend::Native, request, events);
+    assert_eq!(
+        bytecode.log, native.log,
+        "the bytecode and native kernels disagree"
+    );
+    check_reference_agrees(built, Backend::Bytecode, &bytecode);
+    check_reference_agrees(built, Backend::Native, &native);
+}
+
+/// Decodes fuzz bytes as the `eval_differential` target does, skipping the
+/// inputs that libfuzzer-sys skips, and checks the case. Returns whether the
+/// generated policy compiled, so that the case reached the evaluators.
+fn check_eval_differential(data: &[u8]) -> bool {
+    if data.len() < generate::Case::size_hint(0).0 {
+        return false;
+    }
+    let Ok(case) = generate::Case::arbitrary_take_rest(Unstructured::new(data)) else {
+        return false;
+    };
+    let Some(built) = build(&case.policy()) else {
+        return false;
+    };
+    check_backends_agree(&built, &case.request_json(), &case.events_json());
+    true
+}
+
 #[test]
 fn parse_seeds_check() {
     replay("parse_no_panic", 1, |data| {
@@ -190,6 +300,20 @@ fn input_binding_seeds_evaluate() {
     replay("input_binding", 1, |data| {
         check_input_binding(&policy, data)
     });
+}
+
+#[test]
+fn eval_differential_seeds_agree() {
+    let evaluated = std::cell::Cell::new(0);
+    replay("eval_differential", 1, |data| {
+        if check_eval_differential(data) {
+            evaluated.set(evaluated.get() + 1);
+        }
+    });
+    assert!(
+        evaluated.get() > 0,
+        "no eval_differential seed generates a policy that compiles"
+    );
 }
 
 #[test]
