@@ -298,7 +298,7 @@ struct Walker<'a> {
     sizes: HashMap<u32, usize>,
     /// The trace-table index of the next step. The table lists every step of
     /// the flow in source order, with each block's steps after the step that
-    /// holds it and a `run` target's steps after the `run`.
+    /// contains it and a `run` target's steps after the `run`.
     next_index: usize,
     steps: Vec<TraceEntry>,
     obligations: Vec<Obligation>,
@@ -389,8 +389,8 @@ impl<'a> Walker<'a> {
         Ok(decided)
     }
 
-    /// `if` chains and `match`: every guard is evaluated, and the first true
-    /// one selects its block.
+    /// Runs an `if` chain or a `match`. Every guard is evaluated, and the
+    /// first true one selects its block.
     fn branch(
         &mut self,
         entry: usize,
@@ -439,7 +439,7 @@ impl<'a> Walker<'a> {
         Ok(decided)
     }
 
-    /// `run FLOW`: the target's steps run here, and its decision is the caller's.
+    /// Runs the target flow's steps in place, so its decision is the caller's.
     fn run(&mut self, flow: u32) -> Result<Option<Decided>, String> {
         let target = self.flow(flow)?;
         if self.run_depth >= MAX_RUN_DEPTH {
