@@ -333,6 +333,54 @@ pub enum Instr {
 }
 
 impl Instr {
+    /// Returns the register the instruction writes, if it writes one.
+    pub fn written(&self) -> Option<u32> {
+        match *self {
+            Instr::Store { .. } => None,
+            Instr::Load { dst, .. }
+            | Instr::Const { dst, .. }
+            | Instr::And { dst, .. }
+            | Instr::Or { dst, .. }
+            | Instr::Xor { dst, .. }
+            | Instr::Shr { dst, .. }
+            | Instr::Eq { dst, .. }
+            | Instr::Lt { dst, .. }
+            | Instr::Le { dst, .. }
+            | Instr::Add { dst, .. }
+            | Instr::Sub { dst, .. }
+            | Instr::Select { dst, .. }
+            | Instr::Nonzero { dst, .. }
+            | Instr::Mask { dst, .. }
+            | Instr::Popcount { dst, .. }
+            | Instr::Hour { dst, .. }
+            | Instr::Weekday { dst, .. } => Some(dst),
+        }
+    }
+
+    /// Returns the registers the instruction reads, in operand order.
+    pub fn read(&self) -> impl Iterator<Item = u32> {
+        let (registers, count) = match *self {
+            Instr::Load { .. } | Instr::Const { .. } => ([0; 3], 0),
+            Instr::Store { src, .. } => ([src, 0, 0], 1),
+            Instr::And { a, b, .. }
+            | Instr::Or { a, b, .. }
+            | Instr::Xor { a, b, .. }
+            | Instr::Shr { a, b, .. }
+            | Instr::Eq { a, b, .. }
+            | Instr::Lt { a, b, .. }
+            | Instr::Le { a, b, .. }
+            | Instr::Add { a, b, .. }
+            | Instr::Sub { a, b, .. } => ([a, b, 0], 2),
+            Instr::Select { cond, a, b, .. } => ([cond, a, b], 3),
+            Instr::Nonzero { a, .. }
+            | Instr::Mask { a, .. }
+            | Instr::Popcount { a, .. }
+            | Instr::Hour { a, .. }
+            | Instr::Weekday { a, .. } => ([a, 0, 0], 1),
+        };
+        registers.into_iter().take(count)
+    }
+
     /// Returns the opcode name, as serialized.
     pub fn opcode(&self) -> &'static str {
         match self {
@@ -376,6 +424,62 @@ pub struct Flow {
     pub emits: Vec<Emit>,
     pub exceptions: Vec<String>,
     pub steps: Vec<TraceStep>,
+}
+
+impl Flow {
+    /// Returns the outcome words that hold the trace: each step's reached,
+    /// guard, arm and decided words.
+    pub fn trace_words(&self) -> impl Iterator<Item = u32> + '_ {
+        self.steps.iter().flat_map(|step| {
+            step.guards
+                .iter()
+                .chain(step.arm.iter())
+                .chain([&step.reached, &step.decided])
+                .copied()
+        })
+    }
+
+    /// Returns the flow's code without the stores of trace words and
+    /// without every instruction whose value only those stores used. The
+    /// result writes the same decision, site, option, role, attribute and
+    /// obligation words as `code` and leaves the trace words unwritten. It
+    /// is still straight-line, so the executed sequence stays the same for
+    /// every input.
+    pub fn untraced_code(&self) -> Vec<Instr> {
+        let mut trace = vec![false; self.outcome_words as usize];
+        for word in self.trace_words() {
+            if let Some(flag) = trace.get_mut(word as usize) {
+                *flag = true;
+            }
+        }
+        // A backward pass over straight-line code: a register is live when
+        // a kept instruction after this point reads it before any write.
+        let mut live = vec![false; self.registers as usize];
+        let mut kept = Vec::with_capacity(self.code.len());
+        for instr in self.code.iter().rev() {
+            let needed = match (instr, instr.written()) {
+                (Instr::Store { slot, .. }, _) => {
+                    !trace.get(*slot as usize).copied().unwrap_or(false)
+                }
+                (_, Some(dst)) => live.get(dst as usize).copied().unwrap_or(true),
+                (_, None) => true,
+            };
+            if !needed {
+                continue;
+            }
+            if let Some(flag) = instr.written().and_then(|dst| live.get_mut(dst as usize)) {
+                *flag = false;
+            }
+            for register in instr.read() {
+                if let Some(flag) = live.get_mut(register as usize) {
+                    *flag = true;
+                }
+            }
+            kept.push(*instr);
+        }
+        kept.reverse();
+        kept
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
