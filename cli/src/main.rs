@@ -40,6 +40,8 @@ const EXIT_COMPILE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// Exit status for invalid input: no decision was made.
 const EXIT_INPUT: u8 = 3;
+/// Exit status when the two kernels disagreed: no decision was made.
+const EXIT_INTERNAL: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -461,6 +463,10 @@ fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
                 "help: `authflow resume --migrate` re-evaluates the state under the loaded policy"
             );
             EXIT_INPUT
+        }
+        EvalError::KernelMismatch { .. } => {
+            eprintln!("error: {error}");
+            EXIT_INTERNAL
         }
     }
 }

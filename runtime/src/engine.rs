@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::bind::{self, Facts, InputError, Strings};
 use crate::kernel;
 use crate::outcome::{self, Outcome, Trace};
-use crate::program::Program;
+use crate::program::{Instr, Program};
 use crate::value::format_time;
 
 /// The reason an evaluation produced no outcome.
@@ -26,6 +26,9 @@ pub enum EvalError {
     Input(InputError),
     /// The state was started under another policy version.
     PolicyMismatch { state: String, policy: String },
+    /// The native kernel and the bytecode kernel computed different outcome
+    /// words for the same input, so neither result is trusted.
+    KernelMismatch { flow: String },
 }
 
 impl fmt::Display for EvalError {
@@ -36,6 +39,11 @@ impl fmt::Display for EvalError {
                 f,
                 "the flow state was started under another policy version ({state}); the loaded policy is \
                  {policy}; re-evaluate the state under the new version explicitly to continue"
+            ),
+            EvalError::KernelMismatch { flow } => write!(
+                f,
+                "the native and bytecode kernels computed different outcomes for flow `{flow}`; \
+                 no decision is made"
             ),
         }
     }
@@ -76,6 +84,9 @@ pub struct Scratch {
     pub record: Vec<u64>,
     pub registers: Vec<u64>,
     pub outcome: Vec<u64>,
+    /// The native kernel's outcome during a traced evaluation, compared
+    /// with the bytecode kernel's.
+    pub check: Vec<u64>,
 }
 
 /// A loaded, verified policy.
@@ -84,7 +95,13 @@ pub struct Policy {
     digest: String,
     pool: HashMap<String, u64>,
     slot_index: HashMap<u32, usize>,
-    /// The flows compiled to machine code; `None` runs the bytecode kernel.
+    /// Each flow's decision kernel: its code without the trace stores
+    /// ([`crate::program::Flow::untraced_code`]).
+    untraced: Vec<Vec<Instr>>,
+    /// The outcome words each decision kernel stores, sorted.
+    decision_words: Vec<Vec<u32>>,
+    /// The decision kernels compiled to machine code; `None` runs the
+    /// bytecode kernel.
     native: Option<crate::native::NativeProgram>,
 }
 
@@ -126,11 +143,29 @@ impl Policy {
             .enumerate()
             .map(|(i, &slot)| (slot, i))
             .collect();
+        let untraced: Vec<Vec<Instr>> = program.flows.iter().map(|f| f.untraced_code()).collect();
+        let decision_words = untraced
+            .iter()
+            .map(|code| {
+                let mut words: Vec<u32> = code
+                    .iter()
+                    .filter_map(|instr| match *instr {
+                        Instr::Store { slot, .. } => Some(slot),
+                        _ => None,
+                    })
+                    .collect();
+                words.sort_unstable();
+                words.dedup();
+                words
+            })
+            .collect();
         Ok(Policy {
             program,
             digest,
             pool,
             slot_index,
+            untraced,
+            decision_words,
             native: None,
         })
     }
@@ -141,7 +176,7 @@ impl Policy {
     pub fn with_backend(program: Program, backend: Backend) -> Result<Policy, String> {
         let mut policy = Policy::new(program)?;
         if backend == Backend::Native {
-            policy.native = crate::native::compile(&policy.program).ok();
+            policy.native = crate::native::compile(&policy.decision_program()).ok();
         }
         Ok(policy)
     }
@@ -155,9 +190,20 @@ impl Policy {
         }
     }
 
-    /// Returns the native code of the compiled flows, when the backend is native.
+    /// Returns the native code of the decision kernels, when the backend is
+    /// native.
     pub fn native(&self) -> Option<&crate::native::NativeProgram> {
         self.native.as_ref()
+    }
+
+    /// Returns the program with each flow's code replaced by its decision
+    /// kernel, which is what the native backend compiles.
+    pub fn decision_program(&self) -> Program {
+        let mut program = self.program.clone();
+        for (flow, code) in program.flows.iter_mut().zip(&self.untraced) {
+            flow.code.clone_from(code);
+        }
+        program
     }
 
     /// Loads bytecode written by [`Policy::to_bytecode`]; a changed program
@@ -216,6 +262,7 @@ impl Policy {
             record: vec![0; self.program.layout.words as usize],
             registers: vec![0; registers],
             outcome: vec![0; outcome],
+            check: vec![0; if self.native.is_some() { outcome } else { 0 }],
         }
     }
 
@@ -331,7 +378,7 @@ impl Policy {
     pub fn evaluate(&self, state: &FlowState, with_trace: bool) -> Result<Outcome, EvalError> {
         let facts = self.facts(state)?;
         let mut scratch = self.scratch();
-        Ok(self.evaluate_facts(&facts, state, state.events.len(), with_trace, &mut scratch))
+        self.evaluate_facts(&facts, state, state.events.len(), with_trace, &mut scratch)
     }
 
     /// Evaluates the flow after the request and after each event of the
@@ -363,13 +410,13 @@ impl Policy {
             snapshots.push(facts.clone());
         }
         let mut scratch = self.scratch();
-        Ok(snapshots
+        snapshots
             .iter()
             .enumerate()
             .map(|(applied, facts)| {
                 self.evaluate_facts(facts, state, applied, with_trace, &mut scratch)
             })
-            .collect())
+            .collect()
     }
 
     /// Binds, decides and renders. The trace input contains the request and the
@@ -381,7 +428,7 @@ impl Policy {
         applied: usize,
         with_trace: bool,
         scratch: &mut Scratch,
-    ) -> Outcome {
+    ) -> Result<Outcome, EvalError> {
         let mut strings = Strings::new(&self.pool);
         bind::bind(
             &self.program,
@@ -391,7 +438,11 @@ impl Policy {
             &mut scratch.record,
         );
         let flow = &self.program.flows[facts.request.flow];
-        self.decide(facts.request.flow, scratch);
+        if with_trace {
+            self.decide_traced(facts.request.flow, scratch)?;
+        } else {
+            self.decide(facts.request.flow, scratch);
+        }
         let words = &scratch.outcome[..flow.outcome_words as usize];
         let mut outcome = outcome::render(&self.program, flow, words, &strings);
         if with_trace {
@@ -404,7 +455,7 @@ impl Policy {
                 steps: outcome::trace_steps(flow, words, outcome.decision),
             });
         }
-        outcome
+        Ok(outcome)
     }
 
     /// Binds facts into `scratch.record`; returns the string table for rendering.
@@ -420,11 +471,12 @@ impl Policy {
         strings
     }
 
-    /// Runs flow `flow`'s kernel over `scratch.record` into `scratch.outcome`.
-    /// Allocates nothing.
+    /// Runs flow `flow`'s decision kernel over `scratch.record` into
+    /// `scratch.outcome`: every outcome word except the trace words, which
+    /// keep whatever they held. Allocates nothing.
     pub fn decide(&self, flow: usize, scratch: &mut Scratch) {
-        let code = &self.program.flows[flow];
-        let outcome = &mut scratch.outcome[..code.outcome_words as usize];
+        let words = self.program.flows[flow].outcome_words as usize;
+        let outcome = &mut scratch.outcome[..words];
         if let Some(native) = &self.native {
             // The scratch buffers are sized from this policy, so the call cannot
             // fail its length checks; if it ever did, the interpreter decides.
@@ -432,7 +484,43 @@ impl Policy {
                 return;
             }
         }
+        let code = &self.untraced[flow];
+        let registers = &mut scratch.registers[..self.program.flows[flow].registers as usize];
+        kernel::run(code, &scratch.record, registers, outcome);
+    }
+
+    /// Runs flow `flow`'s whole bytecode, trace stores included, over
+    /// `scratch.record` into `scratch.outcome`. With the native backend, the
+    /// native decision kernel also runs, and every word it stores must equal
+    /// the bytecode kernel's, or the evaluation fails closed. Allocates
+    /// nothing.
+    pub fn decide_traced(&self, flow: usize, scratch: &mut Scratch) -> Result<(), EvalError> {
+        let code = &self.program.flows[flow];
+        let words = code.outcome_words as usize;
         let registers = &mut scratch.registers[..code.registers as usize];
-        kernel::run(&code.code, &scratch.record, registers, outcome);
+        kernel::run(
+            &code.code,
+            &scratch.record,
+            registers,
+            &mut scratch.outcome[..words],
+        );
+        let Some(native) = &self.native else {
+            return Ok(());
+        };
+        let mismatch = || EvalError::KernelMismatch {
+            flow: code.name.clone(),
+        };
+        let check = scratch.check.get_mut(..words).ok_or_else(mismatch)?;
+        native
+            .run(flow, &scratch.record, check)
+            .map_err(|_| mismatch())?;
+        let agree = self.decision_words[flow]
+            .iter()
+            .all(|&word| check[word as usize] == scratch.outcome[word as usize]);
+        if agree {
+            Ok(())
+        } else {
+            Err(mismatch())
+        }
     }
 }

@@ -22,15 +22,20 @@
 
 use std::fmt;
 
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
-use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, SourceLoc, Value};
+use cranelift_codegen::ir::Signature;
+use cranelift_codegen::ir::{
+    AbiParam, AliasRegionData, InstBuilder, MemFlagsData, SourceLoc, Value,
+};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_codegen::{Final, MachSrcLoc};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Module};
+use cranelift_module::{default_libcall_names, Module};
 
 use crate::program::{Flow, Instr, Program};
 
@@ -118,7 +123,7 @@ pub struct NativeFlow {
     outcome_words: usize,
     code: Vec<u8>,
     instructions_len: usize,
-    listing: String,
+    listing: Option<String>,
 }
 
 impl NativeFlow {
@@ -142,9 +147,10 @@ impl NativeFlow {
     }
 
     /// Returns Cranelift's listing of the machine instructions after
-    /// register allocation, for reading and for structural checks.
-    pub fn listing(&self) -> &str {
-        &self.listing
+    /// register allocation, for reading and for structural checks, when the
+    /// program was compiled with [`compile_with_listing`].
+    pub fn listing(&self) -> Option<&str> {
+        self.listing.as_deref()
     }
 
     /// Returns the size of the outcome record that the flow writes, in words.
@@ -270,8 +276,26 @@ impl NativeProgram {
 /// x86-64 or AArch64. A flow's code that fails a structural check is also an
 /// error: a register read before any instruction writes it, more than one
 /// basic block, a relocation, or a stack probe loop. The caller then keeps
-/// the interpreter.
+/// the interpreter. Flows are compiled on up to one thread per core.
 pub fn compile(program: &Program) -> Result<NativeProgram, String> {
+    compile_flows(program, Listing::Omit)
+}
+
+/// Like [`compile`], and keeps Cranelift's listing of each flow's machine
+/// instructions for [`NativeFlow::listing`]. Producing the listing costs
+/// about a third of the compile time.
+pub fn compile_with_listing(program: &Program) -> Result<NativeProgram, String> {
+    compile_flows(program, Listing::Keep)
+}
+
+/// Whether [`define_flow`] keeps the listing of the machine instructions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Omit,
+    Keep,
+}
+
+fn compile_flows(program: &Program, listing: Listing) -> Result<NativeProgram, String> {
     program.verify()?;
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         // Cranelift 0.135's RISC-V backend, for one, lowers `popcnt` without
@@ -284,38 +308,49 @@ pub fn compile(program: &Program) -> Result<NativeProgram, String> {
         ));
     }
 
+    let isa = new_isa()?;
     let record_words = program.layout.words as usize;
-    let mut memory = JitMemory(Some(new_module()?));
-    let mut context = memory.module().make_context();
-    let mut builder_context = FunctionBuilderContext::new();
-    let mut compiled = Vec::with_capacity(program.flows.len());
-    for flow in &program.flows {
-        let module = memory.module();
-        let definition = define_flow(
-            module,
-            &mut context,
-            &mut builder_context,
-            flow,
-            record_words,
-        )
-        .map_err(|message| format!("flow `{}`: {message}", flow.name))?;
-        compiled.push(definition);
-    }
+    let compiled = compile_in_parallel(&program.flows, |flow, context, builder_context| {
+        define_flow(&*isa, context, builder_context, flow, record_words, listing)
+            .map_err(|message| format!("flow `{}`: {message}", flow.name))
+    })?;
 
+    let mut memory = JitMemory(Some(JITModule::new(JITBuilder::with_isa(
+        isa.clone(),
+        default_libcall_names(),
+    ))));
     let module = memory.module();
+    let signature = kernel_signature(&*isa);
+    let mut ids = Vec::with_capacity(compiled.len());
+    for (flow, code) in program.flows.iter().zip(&compiled) {
+        let define = |module: &mut JITModule| {
+            let id = module.declare_anonymous_function(&signature)?;
+            module.define_function_bytes(id, code.alignment, &code.code, &[])?;
+            Ok::<_, Box<cranelift_module::ModuleError>>(id)
+        };
+        let id = define(module).map_err(|error| {
+            format!(
+                "flow `{}`: failed to define the function: {error}",
+                flow.name
+            )
+        })?;
+        ids.push(id);
+    }
     module
         .finalize_definitions()
         .map_err(|error| format!("failed to map the native code into memory: {error}"))?;
 
     let flows = compiled
         .into_iter()
+        .zip(ids)
         .zip(&program.flows)
-        .map(|((id, compiled), flow)| {
+        .map(|((compiled, id), flow)| {
             let address = module.get_finalized_function(id);
-            // SAFETY: `address` is the entry of a finalized function that
-            // `define_flow` declared with two pointer parameters, no results
-            // and the host's default calling convention, which is the C
-            // calling convention that `Kernel` names.
+            // SAFETY: `address` is the entry of a finalized function whose
+            // bytes `define_flow` compiled for the signature of
+            // `kernel_signature`: two pointer parameters, no results and the
+            // host's default calling convention, which is the C calling
+            // convention that `Kernel` names.
             let kernel = unsafe { std::mem::transmute::<*const u8, Kernel>(address) };
             NativeFlow {
                 kernel,
@@ -334,11 +369,91 @@ pub fn compile(program: &Program) -> Result<NativeProgram, String> {
     })
 }
 
-/// Creates a JIT module for the host with the flags the kernel needs.
-fn new_module() -> Result<JITModule, String> {
+/// Runs `compile` on every flow, spread over up to one thread per core, and
+/// returns the results in the flows' order, or the error of the first flow
+/// that failed.
+fn compile_in_parallel<F>(flows: &[Flow], compile: F) -> Result<Vec<Compiled>, String>
+where
+    F: Fn(&Flow, &mut Context, &mut FunctionBuilderContext) -> Result<Compiled, String> + Sync,
+{
+    // A thread costs tens of microseconds to start, about as much as a small
+    // flow costs to compile, so each thread gets at least a few flows.
+    const FLOWS_PER_THREAD: usize = 4;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(flows.len().div_ceil(FLOWS_PER_THREAD)).max(1);
+    let compile_share = |first: usize| {
+        let mut context = Context::new();
+        let mut builder_context = FunctionBuilderContext::new();
+        flows
+            .iter()
+            .enumerate()
+            .skip(first)
+            .step_by(threads)
+            .map(|(index, flow)| {
+                compile(flow, &mut context, &mut builder_context).map(|code| (index, code))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    let shares = if threads == 1 {
+        vec![compile_share(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (1..threads)
+                .map(|first| scope.spawn(move || compile_share(first)))
+                .collect();
+            let mut shares = vec![compile_share(0)];
+            for worker in workers {
+                shares.push(
+                    worker
+                        .join()
+                        .unwrap_or_else(|_| Err("a compiler thread panicked".to_string())),
+                );
+            }
+            shares
+        })
+    };
+    let mut compiled: Vec<Option<Compiled>> = (0..flows.len()).map(|_| None).collect();
+    let mut first_error: Option<(usize, String)> = None;
+    for share in shares {
+        match share {
+            Ok(codes) => {
+                for (index, code) in codes {
+                    compiled[index] = Some(code);
+                }
+            }
+            Err(message) => {
+                let index = flows
+                    .iter()
+                    .position(|flow| message.starts_with(&format!("flow `{}`:", flow.name)))
+                    .unwrap_or(usize::MAX);
+                if first_error.as_ref().is_none_or(|(first, _)| index < *first) {
+                    first_error = Some((index, message));
+                }
+            }
+        }
+    }
+    if let Some((_, message)) = first_error {
+        return Err(message);
+    }
+    compiled
+        .into_iter()
+        .map(|code| code.ok_or_else(|| "a flow was not compiled".to_string()))
+        .collect()
+}
+
+/// Configures Cranelift for the host with the flags the kernel needs.
+fn new_isa() -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
+    let verifier = if cfg!(debug_assertions) {
+        "true"
+    } else {
+        "false"
+    };
     let settings = [
         ("opt_level", "speed"),
+        // The translation emits one block of plain integer operations over
+        // checked offsets; debug builds still run Cranelift's IR verifier.
+        ("enable_verifier", verifier),
         // `cranelift-jit` requires both.
         ("is_pic", "false"),
         ("use_colocated_libcalls", "false"),
@@ -355,32 +470,52 @@ fn new_module() -> Result<JITModule, String> {
             .set(name, value)
             .map_err(|error| format!("invalid Cranelift setting {name}={value}: {error}"))?;
     }
-    let isa = cranelift_native::builder()
+    cranelift_native::builder()
         .map_err(|message| format!("native code is not available on this host: {message}"))?
         .finish(settings::Flags::new(flags))
-        .map_err(|error| format!("failed to configure Cranelift for this host: {error}"))?;
-    Ok(JITModule::new(JITBuilder::with_isa(
-        isa,
-        default_libcall_names(),
-    )))
+        .map_err(|error| format!("failed to configure Cranelift for this host: {error}"))
 }
 
-/// Translates, compiles and checks one flow. Returns its function id, its
-/// machine code and its listing.
+/// The signature of [`Kernel`] in Cranelift's terms.
+fn kernel_signature(isa: &dyn TargetIsa) -> Signature {
+    let mut signature = Signature::new(isa.default_call_conv());
+    signature.params.push(AbiParam::new(isa.pointer_type()));
+    signature.params.push(AbiParam::new(isa.pointer_type()));
+    signature
+}
+
+/// The largest frame, in bytes, that Cranelift's inline stack probes cover
+/// without a loop: x86-64 unrolls up to four probes of one 4 KiB guard page.
+const LOOP_FREE_FRAME: usize = 4 * 4096;
+
+/// Translates, compiles and checks one flow. Returns its machine code, and
+/// its listing when `listing` asks for it.
 fn define_flow(
-    module: &mut JITModule,
+    isa: &dyn TargetIsa,
     context: &mut Context,
     builder_context: &mut FunctionBuilderContext,
     flow: &Flow,
     record_words: usize,
-) -> Result<(FuncId, Compiled), String> {
-    module.clear_context(context);
-    let frontend_config = module.target_config();
-    let pointer = frontend_config.pointer_type();
-    context.func.signature.params.push(AbiParam::new(pointer));
-    context.func.signature.params.push(AbiParam::new(pointer));
-    context.func.signature.call_conv = module.isa().default_call_conv();
-    context.set_disasm(true);
+    listing: Listing,
+) -> Result<Compiled, String> {
+    context.clear();
+    context.func.signature = kernel_signature(isa);
+
+    // The record and the outcome are disjoint slices, and the record is not
+    // written during the call, so record loads are read-only and never alias
+    // outcome stores. Alias analysis then merges repeated loads of a word.
+    let record_region = context.func.dfg.alias_regions.insert(AliasRegionData {
+        user_id: 0,
+        description: "record".into(),
+    });
+    let outcome_region = context.func.dfg.alias_regions.insert(AliasRegionData {
+        user_id: 1,
+        description: "outcome".into(),
+    });
+    let load_flags = MemFlagsData::trusted()
+        .with_readonly()
+        .with_alias_region(Some(record_region));
+    let store_flags = MemFlagsData::trusted().with_alias_region(Some(outcome_region));
 
     let mut builder = FunctionBuilder::new(&mut context.func, builder_context);
     let block = builder.create_block();
@@ -395,6 +530,8 @@ fn define_flow(
         outcome,
         record_words,
         outcome_words: flow.outcome_words as usize,
+        load_flags,
+        store_flags,
         registers: vec![None; flow.registers as usize],
     };
     for (index, instr) in flow.code.iter().enumerate() {
@@ -407,17 +544,22 @@ fn define_flow(
     }
     builder.set_srcloc(SourceLoc::new(flow.code.len() as u32));
     builder.ins().return_(&[]);
-    builder.finalize(frontend_config);
+    builder.finalize(isa.frontend_config());
 
-    let id = module
-        .declare_anonymous_function(&context.func.signature)
-        .map_err(|error| format!("failed to declare the function: {error}"))?;
-    module
-        .define_function(id, context)
-        .map_err(|error| format!("Cranelift failed to compile the function: {error:?}"))?;
+    // Every spill slot holds one SSA value, so a function with few values
+    // has a frame that inline probes cover without a loop. Larger ones are
+    // checked in the listing.
+    let frame_bound = 8 * context.func.dfg.num_values() + 1024;
+    let keep_listing = listing == Listing::Keep || frame_bound >= LOOP_FREE_FRAME;
+    context.set_disasm(keep_listing);
     let compiled = context
-        .compiled_code()
-        .ok_or("Cranelift returned no machine code")?;
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|error| {
+            format!(
+                "Cranelift failed to compile the function: {:?}",
+                error.inner
+            )
+        })?;
     if compiled.bb_starts.len() != 1 || !compiled.bb_edges.is_empty() {
         return Err(format!(
             "the machine code has {} basic blocks and {} edges; a flow must compile to a single block",
@@ -431,8 +573,8 @@ fn define_flow(
             compiled.buffer.relocs().len()
         ));
     }
-    let listing = compiled.vcode.clone().unwrap_or_default();
-    if listing.contains("stack_probe_loop") {
+    let text = compiled.vcode.clone().unwrap_or_default();
+    if text.contains("stack_probe_loop") {
         return Err(
             "the stack frame is large enough to need a stack probe loop, which is a branch"
                 .to_string(),
@@ -441,22 +583,23 @@ fn define_flow(
     let instructions_len = instructions_len(compiled.buffer.get_srclocs_sorted())
         .filter(|&len| len <= compiled.code_buffer().len())
         .ok_or("the source locations of the machine code do not cover it from its start")?;
-    let code = compiled.code_buffer().to_vec();
-    Ok((
-        id,
-        Compiled {
-            code,
-            instructions_len,
-            listing,
-        },
-    ))
+    let alignment = u64::from(compiled.buffer.alignment)
+        .max(u64::from(isa.function_alignment().minimum))
+        .max(isa.symbol_alignment());
+    Ok(Compiled {
+        code: compiled.code_buffer().to_vec(),
+        alignment,
+        instructions_len,
+        listing: (listing == Listing::Keep).then_some(text),
+    })
 }
 
 /// The machine code of one flow as `define_flow` returns it.
 struct Compiled {
     code: Vec<u8>,
+    alignment: u64,
     instructions_len: usize,
-    listing: String,
+    listing: Option<String>,
 }
 
 /// Returns the length of the instructions at the start of a function's code,
@@ -480,6 +623,8 @@ struct Translator<'a, 'b> {
     outcome: Value,
     record_words: usize,
     outcome_words: usize,
+    load_flags: MemFlagsData,
+    store_flags: MemFlagsData,
     /// The current SSA value of each register; `None` before the first write.
     registers: Vec<Option<Value>>,
 }
@@ -489,10 +634,10 @@ impl Translator<'_, '_> {
         match *instr {
             Instr::Load { dst, slot } => {
                 let offset = word_offset(slot, self.record_words, "record slot")?;
-                let value =
-                    self.builder
-                        .ins()
-                        .load(I64, MemFlagsData::trusted(), self.record, offset);
+                let value = self
+                    .builder
+                    .ins()
+                    .load(I64, self.load_flags, self.record, offset);
                 self.write(dst, value)
             }
             Instr::Const { dst, value } => {
@@ -504,7 +649,7 @@ impl Translator<'_, '_> {
                 let value = self.read(src)?;
                 self.builder
                     .ins()
-                    .store(MemFlagsData::trusted(), value, self.outcome, offset);
+                    .store(self.store_flags, value, self.outcome, offset);
                 Ok(())
             }
             Instr::And { dst, a, b } => self.binary(dst, a, b, |b, x, y| b.ins().band(x, y)),

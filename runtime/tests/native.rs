@@ -211,6 +211,43 @@ fn compare_all_flows(program: &Program, native: &NativeProgram, record: &[u64], 
     }
 }
 
+/// Checks each flow's decision kernel, interpreted and compiled, against
+/// its whole code: every word but the trace words is equal, and the decision
+/// kernel writes no trace word.
+fn compare_untraced(program: &Program, records: &[Vec<u64>], what: &str) {
+    let mut untraced = program.clone();
+    for flow in &mut untraced.flows {
+        flow.code = flow.untraced_code();
+    }
+    let native = native::compile(&untraced).unwrap_or_else(|error| panic!("{what}: {error}"));
+    for (index, (flow, decision)) in program.flows.iter().zip(&untraced.flows).enumerate() {
+        assert!(
+            decision.code.len() < flow.code.len(),
+            "{what}: flow `{}` has no trace store to remove",
+            flow.name
+        );
+        let trace: Vec<u32> = flow.trace_words().collect();
+        for record in records {
+            let full = interpret(flow, record);
+            let interpreted = interpret(decision, record);
+            let compiled = run_native(&native, index, flow.outcome_words, record);
+            for word in 0..full.len() {
+                let expected = if trace.contains(&(word as u32)) {
+                    UNTOUCHED
+                } else {
+                    full[word]
+                };
+                assert_eq!(
+                    (interpreted[word], compiled[word]),
+                    (expected, expected),
+                    "{what}: flow `{}` word {word} on record {record:x?}",
+                    flow.name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn policies_match_interpreter() {
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
@@ -255,6 +292,11 @@ fn policies_match_interpreter() {
         for record in &records {
             compare_all_flows(&program, &native, record, &what);
         }
+        compare_untraced(
+            &program,
+            &records[..records.len().min(bound.len() * 41 + 200)],
+            &what,
+        );
         records_checked += records.len();
         programs += 1;
     }
@@ -745,10 +787,10 @@ fn large_frame_matches_interpreter() {
     // 1,500 live values spill to a frame of about three pages, which gets
     // unrolled stack probes and stays a single block.
     let program = many_live_values(1_500);
-    let native = native::compile(&program).expect("compiles");
+    let native = native::compile_with_listing(&program).expect("compiles");
     if cfg!(target_arch = "x86_64") {
         // Each probe moves the stack pointer down by a page and writes there.
-        let listing = native.flows()[0].listing();
+        let listing = native.flows()[0].listing().expect("listing kept");
         assert!(
             listing.contains("subq $0x1000, %rsp"),
             "no probe in\n{listing}"
@@ -906,30 +948,40 @@ fn forbidden_lines(listing: &str) -> Vec<&str> {
 #[test]
 fn policy_code_is_one_block_without_branches() {
     for (path, _) in policy_files() {
-        let program = compile_policy(&path);
-        let native = native::compile(&program).expect("compiles");
-        for (index, flow) in native.flows().iter().enumerate() {
-            let name = format!("{}: flow `{}`", path.display(), program.flows[index].name);
-            let listing = flow.listing();
-            let blocks = listing
-                .lines()
-                .filter(|line| line.trim_end().ends_with(':'))
-                .count();
-            assert_eq!(blocks, 1, "{name}: blocks in\n{listing}");
-            let forbidden = forbidden_lines(listing);
-            assert!(forbidden.is_empty(), "{name}: {forbidden:?}");
-            assert!(!flow.instructions().is_empty(), "{name}: no instructions");
-            assert_eq!(
-                flow.instructions().len() + flow.constants().len(),
-                flow.code().len(),
-                "{name}: instructions and constants"
-            );
-            if cfg!(target_arch = "x86_64") {
-                assert_eq!(
-                    flow.instructions().last(),
-                    Some(&0xc3),
-                    "{name}: the instructions end with `ret`"
+        let traced = compile_policy(&path);
+        let mut untraced = traced.clone();
+        for flow in &mut untraced.flows {
+            flow.code = flow.untraced_code();
+        }
+        for (variant, program) in [("traced", traced), ("untraced", untraced)] {
+            let native = native::compile_with_listing(&program).expect("compiles");
+            for (index, flow) in native.flows().iter().enumerate() {
+                let name = format!(
+                    "{}: {variant} flow `{}`",
+                    path.display(),
+                    program.flows[index].name
                 );
+                let listing = flow.listing().expect("listing kept");
+                let blocks = listing
+                    .lines()
+                    .filter(|line| line.trim_end().ends_with(':'))
+                    .count();
+                assert_eq!(blocks, 1, "{name}: blocks in\n{listing}");
+                let forbidden = forbidden_lines(listing);
+                assert!(forbidden.is_empty(), "{name}: {forbidden:?}");
+                assert!(!flow.instructions().is_empty(), "{name}: no instructions");
+                assert_eq!(
+                    flow.instructions().len() + flow.constants().len(),
+                    flow.code().len(),
+                    "{name}: instructions and constants"
+                );
+                if cfg!(target_arch = "x86_64") {
+                    assert_eq!(
+                        flow.instructions().last(),
+                        Some(&0xc3),
+                        "{name}: the instructions end with `ret`"
+                    );
+                }
             }
         }
     }
@@ -950,8 +1002,9 @@ fn time_instructions_have_no_division() {
             src: 2,
         },
     ];
-    let native = native::compile(&probe_program(code, 3, out::AWAITING + 2)).expect("compiles");
-    let listing = native.flows()[0].listing();
+    let native =
+        native::compile_with_listing(&probe_program(code, 3, out::AWAITING + 2)).expect("compiles");
+    let listing = native.flows()[0].listing().expect("listing kept");
     let forbidden = forbidden_lines(listing);
     assert!(forbidden.is_empty(), "{forbidden:?} in\n{listing}");
     if cfg!(target_arch = "x86_64") {
