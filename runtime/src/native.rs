@@ -533,6 +533,7 @@ fn define_flow(
         load_flags,
         store_flags,
         registers: vec![None; flow.registers as usize],
+        booleans: vec![false; flow.registers as usize],
     };
     for (index, instr) in flow.code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
@@ -627,10 +628,51 @@ struct Translator<'a, 'b> {
     store_flags: MemFlagsData,
     /// The current SSA value of each register; `None` before the first write.
     registers: Vec<Option<Value>>,
+    /// Whether each register's current value is known to be 0 or 1, so
+    /// turning it into a mask needs no `& 1`.
+    booleans: Vec<bool>,
 }
 
 impl Translator<'_, '_> {
     fn translate(&mut self, instr: &Instr) -> Result<(), String> {
+        let boolean = self.writes_boolean(instr);
+        self.emit(instr)?;
+        if let Some(flag) = instr
+            .written()
+            .and_then(|dst| self.booleans.get_mut(dst as usize))
+        {
+            *flag = boolean;
+        }
+        Ok(())
+    }
+
+    /// Returns whether `instr` writes 0 or 1 whatever its operands hold:
+    /// compares do, and bitwise operations on values that are 0 or 1 do.
+    fn writes_boolean(&self, instr: &Instr) -> bool {
+        let known = |register: u32| self.booleans.get(register as usize) == Some(&true);
+        match *instr {
+            Instr::Eq { .. } | Instr::Lt { .. } | Instr::Le { .. } | Instr::Nonzero { .. } => true,
+            Instr::Const { value, .. } => value <= 1,
+            Instr::And { a, b, .. } => known(a) || known(b),
+            Instr::Or { a, b, .. } | Instr::Xor { a, b, .. } => known(a) && known(b),
+            Instr::Select { a, b, .. } => known(a) && known(b),
+            _ => false,
+        }
+    }
+
+    /// Emits `-(x & 1)`: all ones where bit 0 of `x` is set, else zero. The
+    /// `& 1` is left out when `register`, which holds `x`, is known to be 0
+    /// or 1.
+    fn mask_of(&mut self, register: u32, x: Value) -> Value {
+        let bit = if self.booleans.get(register as usize) == Some(&true) {
+            x
+        } else {
+            self.builder.ins().band_imm_u(x, 1)
+        };
+        self.builder.ins().ineg(bit)
+    }
+
+    fn emit(&mut self, instr: &Instr) -> Result<(), String> {
         match *instr {
             Instr::Load { dst, slot } => {
                 let offset = word_offset(slot, self.record_words, "record slot")?;
@@ -671,12 +713,11 @@ impl Translator<'_, '_> {
             Instr::Add { dst, a, b } => self.binary(dst, a, b, saturating_add),
             Instr::Sub { dst, a, b } => self.binary(dst, a, b, saturating_sub),
             Instr::Select { dst, cond, a, b } => {
-                let cond = self.read(cond)?;
+                let condition = self.read(cond)?;
                 let (a, b) = (self.read(a)?, self.read(b)?);
                 // b ^ ((a ^ b) & mask) is `a` when the mask is all ones and
                 // `b` when it is zero.
-                let bit = self.builder.ins().band_imm_u(cond, 1);
-                let mask = self.builder.ins().ineg(bit);
+                let mask = self.mask_of(cond, condition);
                 let difference = self.builder.ins().bxor(a, b);
                 let chosen = self.builder.ins().band(difference, mask);
                 let value = self.builder.ins().bxor(b, chosen);
@@ -686,10 +727,11 @@ impl Translator<'_, '_> {
                 let zero = b.ins().iconst(I64, 0);
                 compare(b, IntCC::NotEqual, x, zero)
             }),
-            Instr::Mask { dst, a } => self.unary(dst, a, |b, x| {
-                let bit = b.ins().band_imm_u(x, 1);
-                b.ins().ineg(bit)
-            }),
+            Instr::Mask { dst, a } => {
+                let x = self.read(a)?;
+                let mask = self.mask_of(a, x);
+                self.write(dst, mask)
+            }
             Instr::Popcount { dst, a } => self.unary(dst, a, |b, x| b.ins().popcnt(x)),
             Instr::Hour { dst, a } => self.unary(dst, a, hour),
             Instr::Weekday { dst, a } => self.unary(dst, a, weekday),
