@@ -312,7 +312,7 @@ pub fn value(
     Ok(Some(parsed))
 }
 
-fn describe(program: &Program, ty: &ValueType) -> String {
+pub(crate) fn describe(program: &Program, ty: &ValueType) -> String {
     match ty {
         ValueType::Bool => "a boolean".into(),
         ValueType::Int => "an integer".into(),

@@ -17,6 +17,7 @@ use crate::bind::{self, Facts, InputError, Strings};
 use crate::kernel;
 use crate::outcome::{self, Outcome, Trace};
 use crate::program::{Instr, Program};
+use crate::typed::RequestBuilder;
 use crate::value::format_time;
 
 /// The reason an evaluation produced no outcome.
@@ -103,6 +104,8 @@ pub struct Policy {
     /// The decision kernels compiled to machine code; `None` runs the
     /// bytecode kernel.
     native: Option<crate::native::NativeProgram>,
+    /// Each switch's default, validated when the policy is loaded.
+    switch_defaults: Vec<Option<bind::Value>>,
 }
 
 /// The kernel that evaluates flows.
@@ -159,6 +162,13 @@ impl Policy {
                 words
             })
             .collect();
+        let switch_defaults = program
+            .schema
+            .switches
+            .iter()
+            .map(|s| bind::value(&program, &s.default, &s.ty, &format!("switches.{}", s.name)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("invalid switch default: {error}"))?;
         Ok(Policy {
             program,
             digest,
@@ -167,6 +177,7 @@ impl Policy {
             untraced,
             decision_words,
             native: None,
+            switch_defaults,
         })
     }
 
@@ -456,6 +467,28 @@ impl Policy {
             });
         }
         Ok(outcome)
+    }
+
+    /// Starts a request given as borrowed values, evaluated at `now`
+    /// (microseconds since the epoch). [`RequestBuilder::finish`] validates
+    /// it and binds it into `scratch.record` without allocating; then
+    /// [`Policy::decide`] decides it.
+    pub fn request<'p, 's, 'a>(
+        &'p self,
+        scratch: &'s mut Scratch,
+        now: i64,
+    ) -> RequestBuilder<'p, 's, 'a> {
+        RequestBuilder::new(self, &mut scratch.record, now)
+    }
+
+    /// The string pool and the index of each string slot's record word.
+    pub(crate) fn string_tables(&self) -> (&HashMap<String, u64>, &HashMap<u32, usize>) {
+        (&self.pool, &self.slot_index)
+    }
+
+    /// Each switch's default value.
+    pub(crate) fn switch_defaults(&self) -> &[Option<bind::Value>] {
+        &self.switch_defaults
     }
 
     /// Binds facts into `scratch.record`; returns the string table for rendering.

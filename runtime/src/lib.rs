@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod native;
 pub mod outcome;
 pub mod program;
+pub mod typed;
 pub mod value;
 
 pub use bind::InputError;
