@@ -367,6 +367,9 @@ pub fn compile_flow(name: &str, source: &str) -> Program {
 /// The step-up policy loaded with one authflow backend.
 pub struct Authflow {
     pub policy: Policy,
+    /// `NOW` and `FACTOR_AT` in microseconds since the epoch.
+    now: i64,
+    factor_at: i64,
 }
 
 /// A request bound into authflow's input record: the kernel's whole input.
@@ -384,7 +387,12 @@ impl Authflow {
             backend,
             "backend {backend:?} is not available"
         );
-        Authflow { policy }
+        let time = |text| authflow_runtime::value::parse_time(text).expect("a valid time");
+        Authflow {
+            policy,
+            now: time(NOW),
+            factor_at: time(FACTOR_AT),
+        }
     }
 
     /// Builds the JSON request of authflow's input format.
@@ -421,7 +429,34 @@ impl Authflow {
     }
 
     /// Like [`Authflow::input`], into an existing scratch; returns the flow.
+    /// Binds the borrowed request with the typed request builder, which
+    /// validates it like JSON input and allocates nothing.
     pub fn bind(&self, request: &Request, scratch: &mut Scratch) -> usize {
+        use authflow_runtime::typed::Input;
+        let mut builder = self.policy.request(scratch, self.now);
+        builder
+            .event("login")
+            .principal(request.kind.name(), request.id)
+            .context("resource", Input::Text(request.resource))
+            .context("risk", Input::Int(request.risk));
+        match request.kind {
+            Kind::Human => {
+                builder.principal_attribute("roles", Input::Texts(request.roles));
+            }
+            Kind::Service => {
+                builder.principal_attribute("zone", Input::Text(request.zone));
+            }
+            Kind::Agent => {}
+        }
+        for factor in request.factors {
+            builder.session_factor(factor, self.factor_at);
+        }
+        builder.finish().expect("the request is valid")
+    }
+
+    /// Like [`Authflow::bind`], from the request's JSON form, validated and
+    /// folded into facts first: the path of a host that receives JSON.
+    pub fn bind_json(&self, request: &Request, scratch: &mut Scratch) -> usize {
         let json = Self::request_json(request);
         let program = self.policy.program();
         let validated =

@@ -71,11 +71,23 @@ impl Engines {
     fn outcomes(&mut self, request: &Request) -> Vec<(&'static str, Outcome)> {
         let mut native_input = self.native.input(request);
         let mut bytecode_input = self.bytecode.input(request);
+        // The typed builder binds the record that the JSON request binds.
+        let mut json_input = self.native.input(request);
+        json_input.flow = self.native.bind_json(request, &mut json_input.scratch);
+        assert_eq!(
+            (native_input.flow, &native_input.scratch.record),
+            (json_input.flow, &json_input.scratch.record),
+            "typed and JSON binding of {request:?}"
+        );
         let cedar_input = self.cedar.input(request);
         let rego_input = authflow_peers::rego_input(request);
         let cel_input = self.cel.input(request);
         vec![
             ("authflow native", self.native.decide(&mut native_input)),
+            (
+                "authflow native, JSON input",
+                self.native.decide(&mut json_input),
+            ),
             (
                 "authflow bytecode",
                 self.bytecode.decide(&mut bytecode_input),
