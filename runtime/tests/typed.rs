@@ -1,7 +1,7 @@
-//! The typed request builder against the JSON binder: for every request of
+//! The typed request builder against the JSON binder. For every request of
 //! the scenarios, the test cases and the examples, and for mutations of
-//! them, both accept or both reject, and an accepted request binds the same
-//! flow and the same record.
+//! them, both accept or both reject. An accepted request binds the same flow
+//! and the same record.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ fn repository() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `policy.flow` with a `cases.json` beside it.
+/// Lists every `policy.flow` with a `cases.json` beside it.
 fn cases() -> Vec<(PathBuf, PathBuf)> {
     let mut files = Vec::new();
     for folder in ["tests/scenarios", "tests/cases", "examples"] {
@@ -50,7 +50,7 @@ fn texts(items: &[Json]) -> Option<Vec<&str>> {
     items.iter().map(Json::as_str).collect()
 }
 
-/// What the JSON binder makes of a request: the flow and the record.
+/// Binds a request through JSON and returns the flow and the record.
 fn bind_json(policy: &Policy, request: &Json, now: i64) -> Result<(usize, Vec<u64>), String> {
     let state = policy.start(request, now).map_err(|e| e.field)?;
     let facts = policy.facts(&state).map_err(|e| e.to_string())?;
@@ -59,8 +59,8 @@ fn bind_json(policy: &Policy, request: &Json, now: i64) -> Result<(usize, Vec<u6
     Ok((facts.request.flow, scratch.record))
 }
 
-/// What the typed builder makes of the same request, or `None` when the
-/// request has a shape the builder's inputs cannot express.
+/// Binds the same request with the typed builder. Returns `None` when the
+/// request has a shape that the builder's inputs cannot express.
 fn bind_typed(
     policy: &Policy,
     request: &Json,
@@ -164,8 +164,8 @@ fn bind_typed(
     Some(result.map(|flow| (flow, scratch.record.clone())))
 }
 
-/// The builder input of one JSON value; arrays come from `arrays`, by
-/// scope and key.
+/// Converts one JSON value to a builder input. Arrays come from `arrays`,
+/// by scope and key.
 fn input<'x>(
     arrays: &'x [(String, Vec<&'x str>)],
     scope: &str,
@@ -297,7 +297,7 @@ fn typed_requests_bind_like_json() {
 }
 
 #[test]
-fn builder_rejects_a_second_route_and_a_missing_principal() {
+fn builder_rejects_incomplete_routes() {
     let policy = load(&repository().join("tests/scenarios/01-workforce-login/policy.flow"));
     let mut scratch = policy.scratch();
     let mut builder = policy.request(&mut scratch, 0);
