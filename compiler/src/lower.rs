@@ -1256,8 +1256,21 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     fn outputs(&mut self, attributes: &[(String, TExpr)]) -> Vec<Output> {
         let mut outputs = Vec::new();
         for (name, value) in attributes {
-            let words = self.expr(value);
             let ty = value_type(&value.ty);
+            // The checker accepts a value of a type without words only as
+            // a constant, and `Program::verify` rejects such an output
+            // without its value.
+            if let (false, Some(constant)) = (ty.has_words(), value.as_const()) {
+                let enums = self.lowering.checked.enum_variants();
+                outputs.push(Output {
+                    name: name.clone(),
+                    ty,
+                    offset: 0,
+                    value: Some(constant.to_json(&enums)),
+                });
+                continue;
+            }
+            let words = self.expr(value);
             let offset = self.out_words(words.len() as u32);
             for (i, &word) in words.iter().enumerate() {
                 self.store(offset + i as u32, word);
@@ -1266,6 +1279,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 name: name.clone(),
                 ty,
                 offset,
+                value: None,
             });
         }
         outputs

@@ -204,15 +204,16 @@ fn decode_outputs(
         outputs
             .iter()
             .map(|output| {
-                (
-                    output.name.clone(),
-                    decode(
+                let value = match &output.value {
+                    Some(constant) => constant.clone(),
+                    None => decode(
                         program,
                         &output.ty,
                         &words[output.offset as usize..],
                         strings,
                     ),
-                )
+                };
+                (output.name.clone(), value)
             })
             .collect(),
     )

@@ -44,6 +44,30 @@ impl ValueType {
             _ => 1,
         }
     }
+
+    /// Tells whether record and outcome words can store a value of this
+    /// type. Words store a set as membership bits, so only sets of strings,
+    /// factors and enum values have words. Sets of other elements exist
+    /// only as constants of the policy.
+    pub fn has_words(&self) -> bool {
+        match self {
+            ValueType::Set(element) => matches!(
+                **element,
+                ValueType::String | ValueType::Factor | ValueType::Enum(_)
+            ),
+            ValueType::Optional(inner) => inner.has_words(),
+            _ => true,
+        }
+    }
+
+    /// Returns the first enum index of the type that `enums` does not cover.
+    fn unknown_enum(&self, enums: usize) -> Option<u32> {
+        match self {
+            ValueType::Enum(index) if *index as usize >= enums => Some(*index),
+            ValueType::Set(inner) | ValueType::Optional(inner) => inner.unknown_enum(enums),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,12 +196,20 @@ impl Decision {
     }
 }
 
-/// An output value: a name, its type and its first outcome word.
+/// An output value: a name, its type and its first outcome word, or its
+/// value when the type has no words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     pub name: String,
     pub ty: ValueType,
+    /// The first outcome word; unused when `value` is given.
     pub offset: u32,
+    /// The value in its JSON output form, computed at compile time. Present
+    /// exactly when `ty` has no words (see [`ValueType::has_words`]), and
+    /// left out of the serialized form otherwise, so that programs without
+    /// such outputs keep their bytes and digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
 }
 
 /// A place in a flow that can make the decision.
@@ -544,15 +576,31 @@ impl Program {
                 self.layout.words
             ));
         }
+        let enums = self.schema.enums.len();
+        let attributes = self
+            .schema
+            .kinds
+            .iter()
+            .flat_map(|kind| &kind.attributes)
+            .chain(&self.schema.context)
+            .map(|attribute| (&attribute.name, &attribute.ty))
+            .chain(self.schema.switches.iter().map(|s| (&s.name, &s.ty)));
+        for (name, ty) in attributes {
+            if let Some(index) = ty.unknown_enum(enums) {
+                return Err(format!(
+                    "attribute `{name}` names enum {index}, but the schema declares {enums} enums"
+                ));
+            }
+        }
         for flow in &self.flows {
-            verify_flow(flow, &self.layout)
+            verify_flow(flow, &self.layout, enums)
                 .map_err(|message| format!("flow `{}`: {message}", flow.name))?;
         }
         Ok(())
     }
 }
 
-fn verify_flow(flow: &Flow, layout: &Layout) -> Result<(), String> {
+fn verify_flow(flow: &Flow, layout: &Layout, enums: usize) -> Result<(), String> {
     let registers = flow.registers;
     let record_words = layout.words;
     let check = |value: u32, limit: u32, what: &str| {
@@ -607,10 +655,34 @@ fn verify_flow(flow: &Flow, layout: &Layout) -> Result<(), String> {
         .flat_map(|s| &s.attributes)
         .chain(flow.emits.iter().flat_map(|e| &e.attributes));
     for output in outputs {
-        let end = output
-            .offset
-            .saturating_add(output.ty.words(layout.string_set_words));
-        check(end, flow.outcome_words + 1, "output end")?;
+        if let Some(index) = output.ty.unknown_enum(enums) {
+            return Err(format!(
+                "output `{}` names enum {index}, but the schema declares {enums} enums",
+                output.name
+            ));
+        }
+        match (output.ty.has_words(), &output.value) {
+            (true, None) => {
+                let end = output
+                    .offset
+                    .saturating_add(output.ty.words(layout.string_set_words));
+                check(end, flow.outcome_words + 1, "output end")?;
+            }
+            (false, Some(_)) => {}
+            (true, Some(_)) => {
+                return Err(format!(
+                    "output `{}` gives a constant value, but its type is held in outcome words",
+                    output.name
+                ))
+            }
+            (false, None) => {
+                return Err(format!(
+                    "output `{}` has no constant value, and outcome words cannot hold its type; \
+                     rebuild the policy with this version of the compiler",
+                    output.name
+                ))
+            }
+        }
     }
     for step in &flow.steps {
         for offset in step

@@ -407,11 +407,31 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     /// Output attributes must be renderable from the bound record: a request
     /// set of strings is stored as membership bits, not as its elements.
+    /// Sets of `Bool`, `Int`, `Duration`, `Time`, `Ip` or `Cidr` values have
+    /// no membership bits, so lowering returns them as constants. No request
+    /// attribute or switch has such a type, so these sets are always
+    /// constants, and the check below only guards that rule.
     pub(super) fn check_output_type(&mut self, value: &TExpr) {
         let inner = match &value.ty {
             Type::Optional(inner) => inner.as_ref(),
             other => other,
         };
+        if let Type::Set(element) = inner {
+            let has_bits = matches!(
+                **element,
+                Type::String | Type::Factor | Type::Enum(_) | Type::Error
+            );
+            if !has_bits && value.as_const().is_none() {
+                let type_name = self.show(&value.ty);
+                self.error(Diagnostic::error(
+                    format!(
+                        "a `{type_name}` value must be a constant to be returned as an attribute"
+                    ),
+                    value.span,
+                ));
+                return;
+            }
+        }
         let unsupported = match inner {
             Type::Set(element) => **element == Type::String && value.as_const().is_none(),
             Type::NoneLiteral | Type::EmptySet => false,
