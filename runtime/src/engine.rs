@@ -106,6 +106,8 @@ pub struct Policy {
     native: Option<crate::native::NativeProgram>,
     /// Each switch's default, validated when the policy is loaded.
     switch_defaults: Vec<Option<bind::Value>>,
+    /// Each string slot's record word and index, sorted by word.
+    string_slots: Vec<(u32, usize)>,
 }
 
 /// The kernel that evaluates flows.
@@ -139,7 +141,7 @@ impl Policy {
             .enumerate()
             .map(|(i, s)| (s.clone(), i as u64))
             .collect();
-        let slot_index = program
+        let slot_index: HashMap<u32, usize> = program
             .layout
             .string_slots
             .iter()
@@ -169,6 +171,12 @@ impl Policy {
             .map(|s| bind::value(&program, &s.default, &s.ty, &format!("switches.{}", s.name)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| format!("invalid switch default: {error}"))?;
+        if program.strings.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err("the string pool is not sorted without duplicates".to_string());
+        }
+        let mut string_slots: Vec<(u32, usize)> =
+            slot_index.iter().map(|(&s, &i)| (s, i)).collect();
+        string_slots.sort_unstable();
         Ok(Policy {
             program,
             digest,
@@ -178,6 +186,7 @@ impl Policy {
             decision_words,
             native: None,
             switch_defaults,
+            string_slots,
         })
     }
 
@@ -473,6 +482,7 @@ impl Policy {
     /// (microseconds since the epoch). [`RequestBuilder::finish`] validates
     /// it and binds it into `scratch.record` without allocating; then
     /// [`Policy::decide`] decides it.
+    #[inline]
     pub fn request<'p, 's, 'a>(
         &'p self,
         scratch: &'s mut Scratch,
@@ -481,9 +491,12 @@ impl Policy {
         RequestBuilder::new(self, &mut scratch.record, now)
     }
 
-    /// The string pool and the index of each string slot's record word.
-    pub(crate) fn string_tables(&self) -> (&HashMap<String, u64>, &HashMap<u32, usize>) {
-        (&self.pool, &self.slot_index)
+    /// Returns the index of the string slot at record word `at`, or 0 when
+    /// no string slot is there.
+    pub(crate) fn string_slot_index(&self, at: u32) -> usize {
+        self.string_slots
+            .binary_search_by_key(&at, |&(slot, _)| slot)
+            .map_or(0, |found| self.string_slots[found].1)
     }
 
     /// Each switch's default value.

@@ -36,11 +36,16 @@ use crate::value::{parse_cidr, parse_duration, parse_ip, parse_time, Cidr, MAX_T
 /// The maximum number of attributes that one principal kind, the context
 /// or the switches may declare for the builder to bind them. The builder
 /// rejects every request of a policy that declares more, which JSON binds.
-pub const MAX_ATTRIBUTES: usize = 32;
+pub const MAX_ATTRIBUTES: usize = 64;
+
+/// The maximum number of scalar string attributes, and separately of
+/// string-set attributes, that one request may give, switch defaults
+/// included. A request with more is rejected and can be submitted as JSON.
+pub const MAX_STRING_ATTRIBUTES: usize = 16;
 
 /// The maximum number of distinct strings outside the policy's string pool
 /// in the scalar string fields of one request, the principal id included.
-pub const MAX_DYNAMIC_STRINGS: usize = 32;
+const MAX_DYNAMIC_STRINGS: usize = MAX_STRING_ATTRIBUTES + 1;
 
 /// One attribute value, borrowed from the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,8 +98,33 @@ enum Checked<'v> {
     Bits(u64),
 }
 
+/// A scalar string attribute, interned when the request is finished.
+#[derive(Clone, Copy)]
+struct Text<'a> {
+    /// The attribute's place in the order [`bind::bind`] interns strings:
+    /// principal attributes, context attributes, then switches.
+    order: u32,
+    at: u32,
+    text: &'a str,
+}
+
+/// A string-set attribute, written when the request is finished, after
+/// every scalar string has its id.
+#[derive(Clone, Copy)]
+struct Set<'a> {
+    at: u32,
+    elements: Elements<'a>,
+}
+
+/// The strings of a string-set attribute.
+#[derive(Clone, Copy)]
+enum Elements<'a> {
+    Given(&'a [&'a str]),
+    Default(&'a [Value]),
+}
+
 /// Validates and binds one request; see the module documentation.
-pub struct RequestBuilder<'p, 's, 'a> {
+pub struct RequestBuilder<'p: 'a, 's, 'a> {
     policy: &'p Policy,
     record: &'s mut [u64],
     now: i64,
@@ -108,13 +138,21 @@ pub struct RequestBuilder<'p, 's, 'a> {
     session_factors: usize,
     verified: u64,
     verified_at: [i64; Factor::COUNT],
-    /// Per attribute: `None` when not given, `Some(None)` when given as
-    /// absent.
-    principal: [Option<Option<Checked<'a>>>; MAX_ATTRIBUTES],
-    context: [Option<Option<Checked<'a>>>; MAX_ATTRIBUTES],
-    switches: [Option<Option<Checked<'a>>>; MAX_ATTRIBUTES],
+    /// One bit per attribute given, for the principal's kind, the context
+    /// and the switches.
+    given: [u64; 3],
+    texts: [Text<'a>; MAX_STRING_ATTRIBUTES],
+    texts_len: usize,
+    sets: [Set<'a>; MAX_STRING_ATTRIBUTES],
+    sets_len: usize,
     error: Option<InputError>,
 }
+
+/// The index of each attribute scope in [`RequestBuilder::given`].
+const PRINCIPAL: usize = 0;
+const CONTEXT: usize = 1;
+const SWITCHES: usize = 2;
+const SCOPES: [&str; 3] = ["principal", "context", "switches"];
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> InputError {
     InputError {
@@ -123,10 +161,13 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> InputError {
     }
 }
 
-impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
+impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
     /// Starts a request evaluated at `now` (microseconds since the epoch),
     /// bound into `record`. Use [`Policy::request`].
+    #[inline]
     pub(crate) fn new(policy: &'p Policy, record: &'s mut [u64], now: i64) -> Self {
+        // Values are written as they are given, so the record starts empty.
+        record.fill(0);
         let schema = &policy.program().schema;
         let widest = schema
             .kinds
@@ -149,9 +190,18 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
             session_factors: 0,
             verified: 0,
             verified_at: [i64::MIN; Factor::COUNT],
-            principal: [None; MAX_ATTRIBUTES],
-            context: [None; MAX_ATTRIBUTES],
-            switches: [None; MAX_ATTRIBUTES],
+            given: [0; 3],
+            texts: [Text {
+                order: 0,
+                at: 0,
+                text: "",
+            }; MAX_STRING_ATTRIBUTES],
+            texts_len: 0,
+            sets: [Set {
+                at: 0,
+                elements: Elements::Given(&[]),
+            }; MAX_STRING_ATTRIBUTES],
+            sets_len: 0,
             error: None,
         };
         if widest > MAX_ATTRIBUTES {
@@ -184,6 +234,7 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
     }
 
     /// Routes the request to the flow called `name`, like `"flow"` in JSON.
+    #[inline]
     pub fn flow(&mut self, name: &'a str) -> &mut Self {
         self.route = Some(Route::Flow(name));
         self.routes_given += 1;
@@ -192,6 +243,7 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
 
     /// Routes the request to the flow that handles lifecycle event `name`
     /// for the principal's kind, like `"event"` in JSON.
+    #[inline]
     pub fn event(&mut self, name: &'a str) -> &mut Self {
         self.route = Some(Route::Event(name));
         self.routes_given += 1;
@@ -202,6 +254,10 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
     /// only after it.
     pub fn principal(&mut self, kind: &'a str, id: &'a str) -> &mut Self {
         if self.error.is_some() {
+            return self;
+        }
+        if self.kind.is_some() {
+            self.fail(invalid("principal", "the principal is given twice"));
             return self;
         }
         let kinds = &self.program().schema.kinds;
@@ -250,15 +306,13 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
             return self;
         };
         let declared = &self.program().schema.kinds[kind as usize].attributes;
-        if let Some((index, checked)) = self.attribute(
+        self.attribute(
             declared,
-            "principal",
+            PRINCIPAL,
             &["kind", "id", "enrolled"],
             name,
             value,
-        ) {
-            self.principal[index] = Some(checked);
-        }
+        );
         self
     }
 
@@ -268,9 +322,7 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
             return self;
         }
         let declared = &self.program().schema.context;
-        if let Some((index, checked)) = self.attribute(declared, "context", &[], name, value) {
-            self.context[index] = Some(checked);
-        }
+        self.attribute(declared, CONTEXT, &[], name, value);
         self
     }
 
@@ -288,23 +340,32 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
             ));
             return self;
         };
-        let program = self.program();
-        match check(program, value, &switches[index].ty, &|| {
+        let switch = &switches[index];
+        match check(self.program(), value, &switch.ty, &|| {
             format!("switches.{name}")
         }) {
-            Ok(checked) => self.switches[index] = Some(checked),
+            Ok(checked) => self.store(
+                SWITCHES,
+                index,
+                &switch.name,
+                switch.slot,
+                &switch.ty,
+                checked,
+            ),
             Err(error) => self.fail(error),
         }
         self
     }
 
     /// Sets when the session started; by default, at `now`.
+    #[inline]
     pub fn session_started(&mut self, at: i64) -> &mut Self {
         self.session_started = Some(at);
         self
     }
 
     /// Sets when the session was last active; by default, when it started.
+    #[inline]
     pub fn last_active(&mut self, at: i64) -> &mut Self {
         self.last_active = Some(at);
         self
@@ -343,16 +404,16 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
         self
     }
 
-    /// Looks up and validates one attribute; records an error and returns
-    /// `None` when either fails.
+    /// Looks up, validates and stores one attribute, or records an error.
     fn attribute(
         &mut self,
         declared: &'p [Attribute],
-        field: &str,
+        scope: usize,
         reserved: &[&str],
         name: &str,
         value: Input<'a>,
-    ) -> Option<(usize, Option<Checked<'a>>)> {
+    ) {
+        let field = SCOPES[scope];
         let Some(index) = declared.iter().position(|a| a.name == name) else {
             let names: Vec<&str> = declared
                 .iter()
@@ -363,26 +424,120 @@ impl<'p, 's, 'a> RequestBuilder<'p, 's, 'a> {
                 format!("{field}.{name}"),
                 format!("undeclared attribute (declared: {})", names.join(", ")),
             ));
-            return None;
+            return;
         };
-        let program = self.program();
-        match check(program, value, &declared[index].ty, &|| {
+        let attribute = &declared[index];
+        match check(self.program(), value, &attribute.ty, &|| {
             format!("{field}.{name}")
         }) {
-            Ok(checked) => Some((index, checked)),
-            Err(error) => {
-                self.fail(error);
-                None
+            Ok(checked) => self.store(
+                scope,
+                index,
+                &attribute.name,
+                attribute.slot,
+                &attribute.ty,
+                checked,
+            ),
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Writes a validated value of attribute `name` of type `ty` at record
+    /// word `slot`, or keeps it for [`RequestBuilder::finish`] when it is a
+    /// string or a string set. `None` is an absent optional value.
+    fn store(
+        &mut self,
+        scope: usize,
+        index: usize,
+        name: &str,
+        slot: u32,
+        ty: &ValueType,
+        value: Option<Checked<'a>>,
+    ) {
+        let bit = 1u64 << index;
+        if self.given[scope] & bit != 0 {
+            self.fail(invalid(
+                format!("{}.{name}", SCOPES[scope]),
+                "the attribute is given twice",
+            ));
+            return;
+        }
+        self.given[scope] |= bit;
+        let mut at = slot as usize;
+        if let ValueType::Optional(_) = ty {
+            self.record[at] = u64::from(value.is_some());
+            at += 1;
+        }
+        let Some(value) = value else { return };
+        let record = &mut *self.record;
+        match value {
+            Checked::Word(word) | Checked::Bits(word) => record[at] = word,
+            Checked::Ip(ip) => {
+                record[at] = (ip >> 64) as u64;
+                record[at + 1] = ip as u64;
             }
+            Checked::Cidr(cidr) => {
+                let mask = cidr.mask();
+                record[at] = (cidr.network >> 64) as u64;
+                record[at + 1] = cidr.network as u64;
+                record[at + 2] = (mask >> 64) as u64;
+                record[at + 3] = mask as u64;
+            }
+            Checked::Text(text) => {
+                let Some(entry) = self.texts.get_mut(self.texts_len) else {
+                    self.fail(too_many_strings());
+                    return;
+                };
+                *entry = Text {
+                    order: (scope * MAX_ATTRIBUTES + index) as u32,
+                    at: at as u32,
+                    text,
+                };
+                self.texts_len += 1;
+            }
+            Checked::Strings(texts) => self.defer_set(at, Elements::Given(texts)),
+            Checked::PoolStrings(values) => self.defer_set(at, Elements::Default(values)),
+        }
+    }
+
+    /// Keeps a string set for [`RequestBuilder::finish`].
+    fn defer_set(&mut self, at: usize, elements: Elements<'a>) {
+        match self.sets.get_mut(self.sets_len) {
+            Some(entry) => {
+                *entry = Set {
+                    at: at as u32,
+                    elements,
+                };
+                self.sets_len += 1;
+            }
+            None => self.fail(too_many_strings()),
         }
     }
 }
 
-impl RequestBuilder<'_, '_, '_> {
+fn too_many_strings() -> InputError {
+    invalid(
+        "",
+        format!(
+            "the request gives more than {MAX_STRING_ATTRIBUTES} string or string-set attributes; \
+             submit it as JSON"
+        ),
+    )
+}
+
+impl<'p: 'a, 'a> RequestBuilder<'p, '_, 'a> {
     /// Validates the whole request and writes its record. Returns the index
     /// of the flow to decide, or the first error found. After an error the
-    /// record is unchanged and there is no flow to decide.
+    /// record is cleared and there is no flow to decide.
     pub fn finish(&mut self) -> Result<usize, InputError> {
+        let result = self.complete();
+        if result.is_err() {
+            self.record.fill(0);
+        }
+        result
+    }
+
+    fn complete(&mut self) -> Result<usize, InputError> {
         if let Some(error) = self.error.take() {
             return Err(error);
         }
@@ -391,9 +546,14 @@ impl RequestBuilder<'_, '_, '_> {
             .kind
             .ok_or_else(|| invalid("principal", "missing required field"))?;
         let declared = &program.schema.kinds[kind as usize].attributes;
-        require_all(program, declared, &self.principal, "principal")?;
+        require_all(program, declared, self.given[PRINCIPAL], "principal")?;
         let flow = self.route(kind)?;
-        require_all(program, &program.schema.context, &self.context, "context")?;
+        require_all(
+            program,
+            &program.schema.context,
+            self.given[CONTEXT],
+            "context",
+        )?;
 
         let now = self.now;
         let started = self.session_started.unwrap_or(now);
@@ -416,7 +576,25 @@ impl RequestBuilder<'_, '_, '_> {
                 "must lie between `session.started_at` and the request's `now`",
             ));
         }
-        self.write(kind, started, last_active)?;
+
+        let defaults = self.policy.switch_defaults();
+        for (index, (switch, default)) in program.schema.switches.iter().zip(defaults).enumerate() {
+            if self.given[SWITCHES] & (1 << index) == 0 {
+                let value = default.as_ref().map(from_value);
+                self.store(
+                    SWITCHES,
+                    index,
+                    &switch.name,
+                    switch.slot,
+                    &switch.ty,
+                    value,
+                );
+            }
+        }
+        if let Some(error) = self.error.take() {
+            return Err(error);
+        }
+        self.write(started, last_active)?;
         Ok(flow)
     }
 
@@ -460,14 +638,11 @@ impl RequestBuilder<'_, '_, '_> {
         }
     }
 
-    /// Writes the record exactly as [`bind::bind`] writes it for the same
-    /// request without events.
-    fn write(&mut self, kind: u32, started: i64, last_active: i64) -> Result<(), InputError> {
+    /// Writes the words that do not come from attributes, interns the
+    /// strings in the order [`bind::bind`] does, and writes the string sets.
+    fn write(&mut self, started: i64, last_active: i64) -> Result<(), InputError> {
         let policy = self.policy;
-        let program = policy.program();
-        let (pool, slot_index) = policy.string_tables();
         let record = &mut *self.record;
-        record.fill(0);
         record[slot::NOW as usize] = self.now as u64;
         record[slot::FLOW_STARTED as usize] = self.now as u64;
         record[slot::SESSION_STARTED as usize] = started as u64;
@@ -479,89 +654,32 @@ impl RequestBuilder<'_, '_, '_> {
         }
 
         let mut strings = Interner {
-            pool,
-            pool_size: pool.len() as u64,
+            pool: &policy.program().strings,
             dynamic: [("", 0); MAX_DYNAMIC_STRINGS],
             len: 0,
         };
         record[slot::PRINCIPAL_ID as usize] = strings.intern(self.id, 0)?;
-
-        let declared = &program.schema.kinds[kind as usize].attributes;
-        let defaults = policy.switch_defaults();
-        let string_words = program.layout.string_set_words as usize;
-        // Scalar strings first, so that sets can mark their ids.
-        for sets in [false, true] {
-            let principal = declared
-                .iter()
-                .zip(&self.principal)
-                .map(|(a, v)| (a.slot, &a.ty, *v));
-            let context = program
-                .schema
-                .context
-                .iter()
-                .zip(&self.context)
-                .map(|(a, v)| (a.slot, &a.ty, *v));
-            let switches = program
-                .schema
-                .switches
-                .iter()
-                .zip(&self.switches)
-                .zip(defaults)
-                .map(|((s, v), default)| {
-                    (
-                        s.slot,
-                        &s.ty,
-                        Some(v.unwrap_or_else(|| default.as_ref().map(from_value))),
-                    )
-                });
-            for (at, ty, given) in principal.chain(context).chain(switches) {
-                let is_set = matches!(strip_optional(ty), ValueType::Set(_));
-                if is_set != sets {
-                    continue;
+        let texts = &mut self.texts[..self.texts_len];
+        texts.sort_unstable_by_key(|text| text.order);
+        for text in texts.iter() {
+            let index = policy.string_slot_index(text.at);
+            record[text.at as usize] = strings.intern(text.text, index)?;
+        }
+        let string_words = policy.program().layout.string_set_words as usize;
+        for set in &self.sets[..self.sets_len] {
+            let at = set.at as usize;
+            let words = &mut record[at..at + string_words];
+            let count = match set.elements {
+                Elements::Given(texts) => write_string_set(texts.iter().copied(), &strings, words),
+                Elements::Default(values) => {
+                    let texts = values.iter().filter_map(|value| match value {
+                        Value::Str(text) => Some(text.as_str()),
+                        _ => None,
+                    });
+                    write_string_set(texts, &strings, words)
                 }
-                let mut at = at as usize;
-                if let ValueType::Optional(_) = ty {
-                    record[at] = u64::from(matches!(given, Some(Some(_))));
-                    at += 1;
-                }
-                let Some(Some(value)) = given else { continue };
-                match value {
-                    Checked::Word(word) => record[at] = word,
-                    Checked::Text(text) => {
-                        let index = slot_index.get(&(at as u32)).copied().unwrap_or(0);
-                        record[at] = strings.intern(text, index)?;
-                    }
-                    Checked::Ip(ip) => {
-                        record[at] = (ip >> 64) as u64;
-                        record[at + 1] = ip as u64;
-                    }
-                    Checked::Cidr(cidr) => {
-                        let mask = cidr.mask();
-                        record[at] = (cidr.network >> 64) as u64;
-                        record[at + 1] = cidr.network as u64;
-                        record[at + 2] = (mask >> 64) as u64;
-                        record[at + 3] = mask as u64;
-                    }
-                    Checked::Strings(texts) => {
-                        let count = write_string_set(
-                            texts.iter().copied(),
-                            &strings,
-                            &mut record[at..at + string_words],
-                        );
-                        record[at + string_words] = count;
-                    }
-                    Checked::PoolStrings(values) => {
-                        let texts = values.iter().filter_map(|value| match value {
-                            Value::Str(text) => Some(text.as_str()),
-                            _ => None,
-                        });
-                        let count =
-                            write_string_set(texts, &strings, &mut record[at..at + string_words]);
-                        record[at + string_words] = count;
-                    }
-                    Checked::Bits(bits) => record[at] = bits,
-                }
-            }
+            };
+            record[at + string_words] = count;
         }
         Ok(())
     }
@@ -589,22 +707,16 @@ fn write_string_set<'x>(
     count
 }
 
-fn strip_optional(ty: &ValueType) -> &ValueType {
-    match ty {
-        ValueType::Optional(inner) => inner,
-        other => other,
-    }
-}
-
-/// Fails with the first non-optional attribute of `declared` not given.
+/// Fails with the first non-optional attribute of `declared` whose bit in
+/// `given` is clear.
 fn require_all(
     program: &Program,
     declared: &[Attribute],
-    given: &[Option<Option<Checked<'_>>>],
+    given: u64,
     field: &str,
 ) -> Result<(), InputError> {
-    for (attribute, value) in declared.iter().zip(given) {
-        if value.is_none() && !matches!(attribute.ty, ValueType::Optional(_)) {
+    for (index, attribute) in declared.iter().enumerate() {
+        if given & (1 << index) == 0 && !matches!(attribute.ty, ValueType::Optional(_)) {
             return Err(invalid(
                 format!("{field}.{}", attribute.name),
                 format!(
@@ -639,10 +751,10 @@ fn from_value(value: &Value) -> Checked<'_> {
     }
 }
 
-/// Interns strings like [`bind::Strings`], in a fixed-size table.
+/// Interns strings like [`bind::Strings`], in a fixed-size table. A pool
+/// string's id is its index in the sorted pool.
 struct Interner<'x> {
-    pool: &'x std::collections::HashMap<String, u64>,
-    pool_size: u64,
+    pool: &'x [String],
     dynamic: [(&'x str, u64); MAX_DYNAMIC_STRINGS],
     len: usize,
 }
@@ -652,28 +764,24 @@ impl<'x> Interner<'x> {
         if let Some(id) = self.lookup(text) {
             return Ok(id);
         }
-        let id = self.pool_size + slot_index as u64;
-        let entry = self.dynamic.get_mut(self.len).ok_or_else(|| {
-            invalid(
-                "",
-                format!(
-                    "the request holds more than {MAX_DYNAMIC_STRINGS} distinct strings the policy \
-                     never names; submit it as JSON"
-                ),
-            )
-        })?;
+        let id = self.pool.len() as u64 + slot_index as u64;
+        let entry = self
+            .dynamic
+            .get_mut(self.len)
+            .ok_or_else(too_many_strings)?;
         *entry = (text, id);
         self.len += 1;
         Ok(id)
     }
 
     fn lookup(&self, text: &str) -> Option<u64> {
-        self.pool.get(text).copied().or_else(|| {
-            self.dynamic[..self.len]
+        match self.pool.binary_search_by(|s| s.as_str().cmp(text)) {
+            Ok(index) => Some(index as u64),
+            Err(_) => self.dynamic[..self.len]
                 .iter()
                 .find(|(s, _)| *s == text)
-                .map(|(_, id)| *id)
-        })
+                .map(|(_, id)| *id),
+        }
     }
 }
 
