@@ -286,6 +286,7 @@ struct Row {
     prebuilt: Vec<f64>,
     built: Vec<f64>,
     allocations: Vec<u64>,
+    built_allocations: Vec<u64>,
 }
 
 fn measure_rows(peers: &mut Peers, cases: &[Case]) -> Vec<Row> {
@@ -296,6 +297,7 @@ fn measure_rows(peers: &mut Peers, cases: &[Case]) -> Vec<Row> {
             prebuilt: Vec::new(),
             built: Vec::new(),
             allocations: Vec::new(),
+            built_allocations: Vec::new(),
         };
         for case in cases {
             peers.with_decision(engine, &case.request, false, &mut |decide| {
@@ -311,6 +313,7 @@ fn measure_rows(peers: &mut Peers, cases: &[Case]) -> Vec<Row> {
             });
             peers.with_decision(engine, &case.request, true, &mut |decide| {
                 row.built.push(median_per_call(decide));
+                row.built_allocations.push(allocations_per_call(decide));
             });
         }
         rows.push(row);
@@ -344,21 +347,16 @@ fn print_tables(peers: &mut Peers) {
         cases.len()
     );
     println!(
-        "| engine | input prebuilt | ratio to authflow native | input built in the loop | ratio to authflow native | heap allocations per decision (prebuilt) |"
+        "| engine | input prebuilt | ratio to authflow native | input built in the loop | ratio to authflow native | heap allocations per decision (prebuilt) | heap allocations per decision (built in the loop) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for row in &rows {
         let prebuilt = geometric_mean(&row.prebuilt);
         let built = geometric_mean(&row.built);
-        let fewest = row.allocations.iter().min().copied().unwrap_or(0);
-        let most = row.allocations.iter().max().copied().unwrap_or(0);
-        let allocations = if fewest == most {
-            fewest.to_string()
-        } else {
-            format!("{fewest}-{most}")
-        };
+        let allocations = allocation_range(&row.allocations);
+        let built_allocations = allocation_range(&row.built_allocations);
         println!(
-            "| {} | {} | {:.2} | {} | {:.2} | {allocations} |",
+            "| {} | {} | {:.2} | {} | {:.2} | {allocations} | {built_allocations} |",
             row.engine.label(),
             format_ns(prebuilt),
             prebuilt / native,
@@ -366,7 +364,30 @@ fn print_tables(peers: &mut Peers) {
             built / native_built,
         );
     }
+    let owned = rows
+        .iter()
+        .find(|row| row.engine == Engine::RustStrings)
+        .map(|row| geometric_mean(&row.built));
+    if let Some(owned) = owned {
+        println!();
+        println!(
+            "input built in the loop: authflow native / Rust, owned strings = {:.2}",
+            native_built / owned
+        );
+    }
     println!();
+}
+
+/// Formats the fewest and the most allocations of a row, or one number
+/// when they are equal.
+fn allocation_range(allocations: &[u64]) -> String {
+    let fewest = allocations.iter().min().copied().unwrap_or(0);
+    let most = allocations.iter().max().copied().unwrap_or(0);
+    if fewest == most {
+        fewest.to_string()
+    } else {
+        format!("{fewest}-{most}")
+    }
 }
 
 /// Times one call of `f` as the median of `runs` runs.
