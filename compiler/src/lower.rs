@@ -42,7 +42,10 @@ pub fn lower(checked: &Checked, sources: &[&str]) -> (Program, Vec<FlowIr>) {
 
 pub fn value_type(ty: &Type) -> ValueType {
     match ty {
-        Type::Bool | Type::Error | Type::NoneLiteral => ValueType::Bool,
+        Type::Bool | Type::Error => ValueType::Bool,
+        // A bare `none` is an absent optional whose inner type nothing
+        // fixes, so it is typed as an optional `Bool`.
+        Type::NoneLiteral => ValueType::Optional(Box::new(ValueType::Bool)),
         Type::Int => ValueType::Int,
         Type::String => ValueType::String,
         Type::Duration => ValueType::Duration,
@@ -750,7 +753,8 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             }
             ConstValue::Factor(f) => vec![u64::from(*f)],
             ConstValue::Enum { variant, .. } => vec![u64::from(*variant)],
-            ConstValue::None => vec![0],
+            // An absent value, such as a bare `none`, is all zero words.
+            ConstValue::None => vec![0; self.words_of(&value_type(ty)) as usize],
             ConstValue::Set(elements) => self.const_set_raw(elements, ty),
         }
     }

@@ -70,6 +70,33 @@ fn constant_sets_render_on_both_kernels() {
 }
 
 #[test]
+fn bare_none_prints_null() {
+    let source = r#"
+principal human { owner: String? }
+const nothing = none
+flow grant for human {
+  emit "audit" with { missing: none }
+  allow with { missing: none, nothing: nothing, owner: principal.owner }
+}
+"#;
+    let request = json!({
+        "flow": "grant",
+        "principal": { "kind": "human", "id": "u-1" },
+        "now": "2026-12-04T10:00:00Z",
+    });
+    for backend in [Backend::Bytecode, Backend::Native] {
+        let policy = Policy::with_backend(program(source), backend).expect("the program verifies");
+        let state = policy.start(&request, 0).expect("a valid request");
+        let outcome = policy.evaluate(&state, false).expect("an outcome");
+        assert_eq!(outcome.attributes.get("missing"), Some(&Value::Null));
+        assert_eq!(outcome.attributes.get("nothing"), Some(&Value::Null));
+        assert_eq!(outcome.attributes.get("owner"), Some(&Value::Null));
+        let audit = &outcome.obligations[0].attributes;
+        assert_eq!(audit.get("missing"), Some(&Value::Null));
+    }
+}
+
+#[test]
 fn outputs_without_words_carry_values() {
     let mut program = program(POLICY);
     for output in outputs(&mut program) {
