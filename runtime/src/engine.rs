@@ -119,6 +119,21 @@ pub enum Backend {
     Native,
 }
 
+/// Runs verified bytecode that uses `registers` registers, with the fixed
+/// register file of [`kernel::run_small`] when they fit in it.
+fn run_bytecode(
+    code: &[Instr],
+    registers: usize,
+    record: &[u64],
+    buffer: &mut [u64],
+    outcome: &mut [u64],
+) {
+    match buffer.first_chunk_mut::<{ kernel::FILE }>() {
+        Some(file) if registers <= kernel::FILE => kernel::run_small(code, record, file, outcome),
+        _ => kernel::run(code, record, &mut buffer[..registers], outcome),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -268,9 +283,10 @@ impl Policy {
             .program
             .flows
             .iter()
-            .map(|f| f.registers)
+            .map(|f| f.registers as usize)
             .max()
-            .unwrap_or(0) as usize;
+            .unwrap_or(0)
+            .max(kernel::FILE);
         let outcome = self
             .program
             .flows
@@ -531,8 +547,14 @@ impl Policy {
             }
         }
         let code = &self.untraced[flow];
-        let registers = &mut scratch.registers[..self.program.flows[flow].registers as usize];
-        kernel::run(code, &scratch.record, registers, outcome);
+        let registers = self.program.flows[flow].registers as usize;
+        run_bytecode(
+            code,
+            registers,
+            &scratch.record,
+            &mut scratch.registers,
+            outcome,
+        );
     }
 
     /// Runs flow `flow`'s whole bytecode, trace stores included, over
@@ -543,11 +565,11 @@ impl Policy {
     pub fn decide_traced(&self, flow: usize, scratch: &mut Scratch) -> Result<(), EvalError> {
         let code = &self.program.flows[flow];
         let words = code.outcome_words as usize;
-        let registers = &mut scratch.registers[..code.registers as usize];
-        kernel::run(
+        run_bytecode(
             &code.code,
+            code.registers as usize,
             &scratch.record,
-            registers,
+            &mut scratch.registers,
             &mut scratch.outcome[..words],
         );
         let Some(native) = &self.native else {

@@ -193,6 +193,17 @@ fn run_native(native: &NativeProgram, flow: usize, words: u32, record: &[u64]) -
 fn compare_all_flows(program: &Program, native: &NativeProgram, record: &[u64], what: &str) {
     for (index, flow) in program.flows.iter().enumerate() {
         let expected = interpret(flow, record);
+        if flow.registers as usize <= kernel::FILE {
+            let mut file = [STALE; kernel::FILE];
+            let mut outcome = vec![UNTOUCHED; flow.outcome_words as usize + 1];
+            let words = flow.outcome_words as usize;
+            kernel::run_small(&flow.code, record, &mut file, &mut outcome[..words]);
+            assert_eq!(
+                expected, outcome,
+                "{what}: flow `{}`: fixed register file",
+                flow.name
+            );
+        }
         let actual = run_native(native, index, flow.outcome_words, record);
         if expected != actual {
             let words: Vec<String> = expected
