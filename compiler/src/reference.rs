@@ -558,8 +558,9 @@ impl<'a> Walker<'a> {
             .transpose()?;
 
         // The facts fold approval events into one state per role, having
-        // already dropped approvals by the principal and, for separation of
-        // duties, a second role's grant by one approver.
+        // already dropped approvals by the principal, approvals for roles
+        // that no step of this flow lists and, for separation of duties, a
+        // second role's grant by one approver.
         let mut states = Vec::with_capacity(roles.len());
         for role in roles {
             let index = self

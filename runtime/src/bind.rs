@@ -11,7 +11,7 @@ use std::fmt;
 use serde_json::Value as Json;
 
 use crate::factor::Factor;
-use crate::program::{slot, Attribute, Program, ValueType};
+use crate::program::{slot, Attribute, Instr, Program, ValueType};
 use crate::value::{parse_cidr, parse_duration, parse_ip, parse_time, Cidr};
 
 /// Invalid input: the field (a JSON path such as `principal.roles`) and
@@ -136,6 +136,10 @@ pub struct Facts {
     pub enrolled: u64,
     /// Per role of the program's role universe.
     pub roles: Vec<RoleState>,
+    /// Per role of the program's role universe: whether an `approve` step
+    /// of the request's flow, or of a flow it runs, lists the role.
+    /// Approvals for other roles are ignored.
+    pub listed: Vec<bool>,
     /// Each approver and the one role whose approval of theirs counts.
     pub approvers: Vec<(String, usize)>,
 }
@@ -756,6 +760,7 @@ impl Facts {
             failures: [0; Factor::COUNT],
             enrolled: request.enrolled,
             roles: vec![RoleState::default(); program.roles.len()],
+            listed: listed_roles(program, request.flow),
             approvers: Vec::new(),
             request,
         }
@@ -791,11 +796,14 @@ impl Facts {
                 granted,
                 at,
             } => {
-                // Approvals by the principal itself and by roles no step lists never count.
+                // Approvals by the principal itself, and for roles that no
+                // step of this flow lists, never count. Dropping the latter
+                // first keeps them from using up an approver's one grant.
                 if *approver == self.request.id {
                     return Ok(());
                 }
-                if let Some(index) = program.roles.iter().position(|r| r == role) {
+                let index = program.roles.iter().position(|r| r == role);
+                if let Some(index) = index.filter(|&index| self.listed.get(index) == Some(&true)) {
                     // Separation of duties: one approver grants at most one role.
                     let granted_other = self
                         .approvers
@@ -836,6 +844,26 @@ impl Facts {
         }
         Ok(())
     }
+}
+
+/// Marks the roles whose approval words the code of `flow` loads. Lowering
+/// loads them exactly for the roles that the flow's `approve` steps list,
+/// including the steps of the flows it runs, which are inlined.
+fn listed_roles(program: &Program, flow: usize) -> Vec<bool> {
+    let mut listed = vec![false; program.roles.len()];
+    let code = program.flows.get(flow).map_or(&[][..], |f| &f.code[..]);
+    for instr in code {
+        let Instr::Load { slot, .. } = *instr else {
+            continue;
+        };
+        let Some(offset) = slot.checked_sub(slot::ROLES) else {
+            continue;
+        };
+        if let Some(role) = listed.get_mut((offset / slot::WORDS_PER_ROLE) as usize) {
+            *role = true;
+        }
+    }
+    listed
 }
 
 /// Interns strings for one evaluation: pool strings keep their pool id, and
