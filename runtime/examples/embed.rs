@@ -5,6 +5,9 @@
 //! Run with `cargo run --example embed -p authflow-runtime`.
 
 use authflow_compiler::{compile, NoImports};
+use authflow_runtime::program::{out, Decision};
+use authflow_runtime::typed::Input;
+use authflow_runtime::value::parse_time;
 use authflow_runtime::{FlowState, Policy};
 use serde::Serialize;
 use serde_json::json;
@@ -89,5 +92,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+
+    // The hot path of a stateless check: bind borrowed values into reused
+    // buffers and run the decision kernel, with no JSON and no allocation.
+    let mut scratch = policy.scratch();
+    let now = parse_time("2026-12-04T10:05:00Z")?;
+    let mut request = policy.request(&mut scratch, now);
+    request
+        .event("login")
+        .principal("human", "u-42")
+        .principal_attribute("roles", Input::Texts(&["dev"]))
+        .principal_attribute("department", Input::Text("eng"))
+        .principal_attribute("employment", Input::Text("employee"))
+        .context("resource", Input::Text("mail"))
+        .context("ip", Input::Text("10.1.2.3"))
+        .context("risk", Input::Int(12))
+        .context("device_trusted", Input::Bool(true))
+        .session_factor("password", now)
+        .session_factor("totp", now);
+    let flow = request.finish()?;
+    policy.decide(flow, &mut scratch);
+    let decision = Decision::from_code(scratch.outcome[out::DECISION as usize]);
+    println!(
+        "typed request: {}",
+        decision.map_or("invalid", Decision::name)
+    );
     Ok(())
 }
