@@ -404,11 +404,9 @@ impl<'a> Walker<'a> {
         let chosen = guards.iter().position(|&guard| guard);
         self.steps[entry].guards = guards;
 
-        // NOTE: docs/language.md names the arm "from 1, or \"else\"" and does
-        // not define it for a chain without `else` where no guard is true.
-        // The engine writes "else" then too, and so does this evaluator. A
-        // `match` reaches here with its last arm as `otherwise`, so that arm
-        // is traced as "else" and has no guard, where the docs number it.
+        // "else" when no guard is true: the `else` block, no block for a
+        // chain without one, or the last arm of a `match`, which reaches
+        // here as `otherwise` without a guard.
         self.steps[entry].arm = Some(match chosen {
             Some(arm) => Json::from(arm + 1),
             None => Json::from("else"),
@@ -584,8 +582,6 @@ impl<'a> Walker<'a> {
         let refused = states.iter().any(|(_, state)| state.refused);
         let past = deadline.map(|d| i128::from(self.facts.now) > d);
 
-        // NOTE: docs/language.md lists the trace guards of `deny`, `if` and
-        // `require` only. The guards of `approve` and `enroll` follow the engine.
         self.steps[entry].guards.extend([approved, refused]);
         self.steps[entry].guards.extend(past);
 

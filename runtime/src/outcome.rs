@@ -90,7 +90,10 @@ pub struct TraceEntry {
     pub step: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<bool>,
-    /// The selected arm of an `if` (from 1), `"else"`, or `"none"`.
+    /// The selected arm of an `if` or `match`: the number of the first arm
+    /// whose guard is true, from 1, or `"else"` when none is. `"else"` is
+    /// the `else` block of an `if`, no block for an `if` without one, and
+    /// the last arm of a `match`, which has no guard.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arm: Option<Json>,
     /// `continue`, or the decision this step made.
