@@ -592,6 +592,44 @@ impl Program {
                 ));
             }
         }
+        // Binding writes each attribute's words and each string slot
+        // without a bounds check of its own.
+        let words = self.layout.words;
+        let slots = self
+            .schema
+            .kinds
+            .iter()
+            .flat_map(|kind| &kind.attributes)
+            .chain(&self.schema.context)
+            .map(|attribute| (&attribute.name, attribute.slot, &attribute.ty))
+            .chain(
+                self.schema
+                    .switches
+                    .iter()
+                    .map(|s| (&s.name, s.slot, &s.ty)),
+            );
+        for (name, slot, ty) in slots {
+            let end = u64::from(slot) + u64::from(ty.words(self.layout.string_set_words));
+            if slot < minimum || end > u64::from(words) {
+                return Err(format!(
+                    "attribute `{name}` occupies record words {slot}..{end}, outside the {words}-word record's attribute part"
+                ));
+            }
+        }
+        if let Some(slot) = self.layout.string_slots.iter().find(|&&slot| slot >= words) {
+            return Err(format!(
+                "string slot {slot} is out of range (limit {words})"
+            ));
+        }
+        let kinds = self.schema.kinds.len();
+        for flow in &self.flows {
+            if let Some(kind) = flow.kinds.iter().find(|&&kind| kind as usize >= kinds) {
+                return Err(format!(
+                    "flow `{}` accepts principal kind {kind}, but the schema declares {kinds} kinds",
+                    flow.name
+                ));
+            }
+        }
         for flow in &self.flows {
             verify_flow(flow, &self.layout, enums)
                 .map_err(|message| format!("flow `{}`: {message}", flow.name))?;

@@ -1087,3 +1087,25 @@ fn workforce_timing() {
         "median per evaluation over {batches} batches of {batch}: interpreter {interpreter:.1} ns, native {compiled:.1} ns"
     );
 }
+
+#[test]
+fn verify_rejects_slots_and_kinds_out_of_range() {
+    let path = repository().join("tests/scenarios/01-workforce-login/policy.flow");
+    let program = compile_policy(&path);
+    assert!(program.verify().is_ok());
+
+    let mut moved = program.clone();
+    moved.schema.context[0].slot = moved.layout.words;
+    let error = moved.verify().expect_err("attribute outside the record");
+    assert!(error.contains("occupies record words"), "{error}");
+
+    let mut slots = program.clone();
+    slots.layout.string_slots.push(slots.layout.words);
+    let error = slots.verify().expect_err("string slot outside the record");
+    assert!(error.contains("string slot"), "{error}");
+
+    let mut kinds = program.clone();
+    kinds.flows[0].kinds.push(99);
+    let error = kinds.verify().expect_err("unknown principal kind");
+    assert!(error.contains("principal kind 99"), "{error}");
+}
