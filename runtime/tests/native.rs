@@ -935,20 +935,25 @@ fn native_program_is_shared_across_threads() {
 /// run on an AArch64 host.
 fn is_forbidden(mnemonic: &str) -> bool {
     if cfg!(target_arch = "x86_64") {
-        let prefixes = ["j", "call", "div", "idiv", "loop", "ud2", "stack_probe"];
-        prefixes.iter().any(|prefix| mnemonic.starts_with(prefix))
+        is_forbidden_x86(mnemonic)
     } else {
-        let exact = [
-            "b", "bl", "br", "blr", "cbz", "cbnz", "tbz", "tbnz", "udiv", "sdiv", "udf",
-        ];
-        exact.contains(&mnemonic)
-            || mnemonic.starts_with("b.")
-            || mnemonic.starts_with("stack_probe")
+        is_forbidden_aarch64(mnemonic)
     }
 }
 
-/// Returns the lines of Cranelift's listing whose instruction
-/// [`is_forbidden`].
+fn is_forbidden_x86(mnemonic: &str) -> bool {
+    let prefixes = ["j", "call", "div", "idiv", "loop", "ud2", "stack_probe"];
+    prefixes.iter().any(|prefix| mnemonic.starts_with(prefix))
+}
+
+/// Branches, calls, divisions and traps in Cranelift's AArch64 listing.
+fn is_forbidden_aarch64(mnemonic: &str) -> bool {
+    let exact = [
+        "b", "bl", "br", "blr", "cbz", "cbnz", "tbz", "tbnz", "udiv", "sdiv", "udf",
+    ];
+    exact.contains(&mnemonic) || mnemonic.starts_with("b.") || mnemonic.starts_with("stack_probe")
+}
+
 fn forbidden_lines(listing: &str) -> Vec<&str> {
     listing
         .lines()
@@ -1108,4 +1113,34 @@ fn verify_rejects_slots_and_kinds_out_of_range() {
     kinds.flows[0].kinds.push(99);
     let error = kinds.verify().expect_err("unknown principal kind");
     assert!(error.contains("principal kind 99"), "{error}");
+}
+
+#[test]
+fn aarch64_code_is_one_block_without_branches() {
+    let mut flows = 0;
+    for (path, _) in policy_files() {
+        let traced = compile_policy(&path);
+        let mut untraced = traced.clone();
+        for flow in &mut untraced.flows {
+            flow.code = flow.untraced_code();
+        }
+        for program in [traced, untraced] {
+            let listings = native::listings_for_target(&program, "aarch64-unknown-linux-gnu")
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            for (flow, listing) in program.flows.iter().zip(&listings) {
+                let name = format!("{}: flow `{}`", path.display(), flow.name);
+                let forbidden: Vec<&str> = listing
+                    .lines()
+                    .filter(|line| {
+                        is_forbidden_aarch64(line.split_whitespace().next().unwrap_or(""))
+                    })
+                    .collect();
+                assert!(forbidden.is_empty(), "{name}: {forbidden:?} in\n{listing}");
+                let last = listing.lines().rev().find(|line| !line.trim().is_empty());
+                assert_eq!(last.map(str::trim), Some("ret"), "{name}: ends with `ret`");
+                flows += 1;
+            }
+        }
+    }
+    assert!(flows > 40, "only {flows} flows compiled for AArch64");
 }
