@@ -1,5 +1,6 @@
 //! Checks with Valgrind's memcheck that the decision kernels, native and
-//! bytecode, neither branch on nor compute an address from the input record.
+//! bytecode, and the whole bytecode with its trace stores, neither branch on
+//! nor compute an address from the input record.
 //!
 //! The workforce login policy is compiled to native code, and several input
 //! records (bound requests that take different paths, and random words) are
@@ -141,14 +142,17 @@ fn main() -> ExitCode {
     let program = compile("workforce.flow", WORKFORCE_POLICY, &mut NoImports)
         .program
         .expect("the workforce policy compiles");
-    let native = match native::compile(&program) {
+    let policy = Policy::new(program).expect("the program verifies");
+    // The decision kernels are what `Policy::decide` runs; the whole
+    // bytecode, trace stores included, is what a traced evaluation runs.
+    let decision = policy.decision_program();
+    let native = match native::compile(&decision) {
         Ok(native) => native,
         Err(error) => {
             eprintln!("error: native compilation failed: {error}");
             return ExitCode::from(2);
         }
     };
-    let policy = Policy::new(program).expect("the program verifies");
 
     let mut records = Vec::new();
     for (name, request) in requests() {
@@ -186,6 +190,14 @@ fn main() -> ExitCode {
         }
         let native_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
 
+        let mut file = [0u64; kernel::FILE];
+        mark_undefined(record);
+        kernel::run_small(&decision.flows[*flow].code, record, &mut file, &mut outcome);
+        mark_defined(&outcome);
+        mark_defined(&file);
+        mark_defined(record);
+        let decision_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
+
         let code = &policy.program().flows[*flow];
         mark_undefined(record);
         kernel::run(&code.code, record, &mut registers, &mut outcome);
@@ -193,9 +205,9 @@ fn main() -> ExitCode {
         mark_defined(&registers);
         mark_defined(record);
         let bytecode_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
-        if native_words != bytecode_words {
+        if native_words != bytecode_words || decision_words != bytecode_words {
             eprintln!(
-                "error: {name}: the native kernel decided {native_words:?} and the bytecode kernel {bytecode_words:?}"
+                "error: {name}: the native decision kernel decided {native_words:?}, the bytecode decision kernel {decision_words:?} and the whole bytecode {bytecode_words:?}"
             );
             return ExitCode::from(2);
         }
@@ -207,8 +219,7 @@ fn main() -> ExitCode {
     }
     let kernel_errors = error_count() - errors_before;
     println!(
-        "memcheck errors during {} native and {} bytecode kernel runs: {kernel_errors}",
-        records.len(),
+        "memcheck errors during {} runs each of the native and bytecode decision kernels and the whole bytecode: {kernel_errors}",
         records.len()
     );
 

@@ -4,8 +4,9 @@
 //! Each pair of classes is two bound records of the workforce login flow
 //! that take different paths through the policy. The pairs are a privileged
 //! user on the admin console against an ordinary user, verified factors
-//! against none, and a deny against an allow. Both kernels, native and
-//! bytecode, are measured. Each measurement times one kernel call with
+//! against none, and a deny against an allow. Three kernels are measured:
+//! the native and the bytecode decision kernel, and the whole bytecode with
+//! its trace stores. Each measurement times one kernel call with
 //! `rdtsc` between `lfence`s, and the class of each call is drawn at random,
 //! so drift over the run affects both classes alike.
 //!
@@ -243,14 +244,17 @@ fn main() -> ExitCode {
     let program: Program = compile("workforce.flow", WORKFORCE_POLICY, &mut NoImports)
         .program
         .expect("the workforce policy compiles");
-    let native = match native::compile(&program) {
+    let policy = Policy::new(program).expect("the program verifies");
+    // The decision kernels are what `Policy::decide` runs; the whole
+    // bytecode, trace stores included, is what a traced evaluation runs.
+    let decision = policy.decision_program();
+    let native = match native::compile(&decision) {
         Ok(native) => native,
         Err(error) => {
             eprintln!("error: native compilation failed: {error}");
             return ExitCode::from(2);
         }
     };
-    let policy = Policy::new(program).expect("the program verifies");
     println!("{per_class} measurements per class, times in rdtsc cycles");
 
     let mut kernel_max_t: f64 = 0.0;
@@ -262,8 +266,10 @@ fn main() -> ExitCode {
         println!("{name}: decision codes {decision_0} / {decision_1}");
         let records = [record_0, record_1];
         let code = &policy.program().flows[flow];
+        let decision_code = &decision.flows[flow].code;
         let mut outcome = vec![0u64; code.outcome_words as usize];
         let mut registers = vec![0u64; code.registers as usize];
+        let mut file = [0u64; kernel::FILE];
 
         seed += 1;
         let result = measure_pair(per_class, seed, &records, |record| {
@@ -275,10 +281,18 @@ fn main() -> ExitCode {
 
         seed += 1;
         let result = measure_pair(per_class, seed, &records, |record| {
-            kernel::run(&code.code, record, &mut registers, &mut outcome);
+            kernel::run_small(decision_code, record, &mut file, &mut outcome);
             black_box(&outcome);
         });
         report(&format!("bytecode kernel, {name}"), &result);
+        kernel_max_t = kernel_max_t.max(result.max_t);
+
+        seed += 1;
+        let result = measure_pair(per_class, seed, &records, |record| {
+            kernel::run(&code.code, record, &mut registers, &mut outcome);
+            black_box(&outcome);
+        });
+        report(&format!("traced bytecode, {name}"), &result);
         kernel_max_t = kernel_max_t.max(result.max_t);
     }
 
