@@ -41,7 +41,7 @@ pub const MAX_ATTRIBUTES: usize = 64;
 /// The maximum number of scalar string attributes, and separately of
 /// string-set attributes, that one request may give, switch defaults
 /// included. A request with more is rejected and can be submitted as JSON.
-pub const MAX_STRING_ATTRIBUTES: usize = 16;
+pub const MAX_STRING_ATTRIBUTES: usize = 8;
 
 /// The maximum number of distinct strings outside the policy's string pool
 /// in the scalar string fields of one request, the principal id included.
