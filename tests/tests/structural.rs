@@ -85,6 +85,18 @@ fn programs() -> Vec<(String, Program)> {
         "generated 100 guards".to_string(),
         program("guards.flow", &policy_with_guards(100)),
     ));
+    // Each flow's decision kernel too: the code the native backend runs.
+    let decision_kernels: Vec<(String, Program)> = all
+        .iter()
+        .map(|(name, program)| {
+            let mut untraced = program.clone();
+            for flow in &mut untraced.flows {
+                flow.code = flow.untraced_code();
+            }
+            (format!("{name}, decision kernels"), untraced)
+        })
+        .collect();
+    all.extend(decision_kernels);
     all
 }
 
