@@ -58,6 +58,7 @@ fn registers_of(instr: &Instr) -> (Option<u32>, Vec<u32>) {
         | Instr::Add { dst, a, b }
         | Instr::Sub { dst, a, b } => (Some(dst), vec![a, b]),
         Instr::Select { dst, cond, a, b } => (Some(dst), vec![cond, a, b]),
+        Instr::Merge { dst, cond, a } => (Some(dst), vec![cond, a, dst]),
         Instr::Nonzero { dst, a }
         | Instr::Mask { dst, a }
         | Instr::Popcount { dst, a }
@@ -130,6 +131,11 @@ fn rename(instr: &Instr, map: &dyn Fn(u32) -> u32) -> Instr {
             cond: map(cond),
             a: map(a),
             b: map(b),
+        },
+        Instr::Merge { dst, cond, a } => Instr::Merge {
+            dst: map(dst),
+            cond: map(cond),
+            a: map(a),
         },
         Instr::Nonzero { dst, a } => Instr::Nonzero {
             dst: map(dst),

@@ -674,6 +674,16 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         });
     }
 
+    /// Adds `a` to the accumulator `dst` where `cond` is 1. Only for the
+    /// accumulators of [`FlowBuilder::decide`]: they start at 0, and the
+    /// fires of all sites are exclusive, so at most one merge adds anything.
+    fn merge_into(&mut self, dst: u32, cond: u32, a: u32) {
+        if self.known.get(&cond) == Some(&0) {
+            return;
+        }
+        self.code.push(Instr::Merge { dst, cond, a });
+    }
+
     fn load(&mut self, slot: u32) -> u32 {
         let dst = self.register();
         self.code.push(Instr::Load { dst, slot });
@@ -1159,16 +1169,18 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             line,
         });
         let code = self.constant(decision as u64);
-        self.select_into(self.decision, fire, code);
+        // Every `fire` includes `undecided`, which this step then clears, so
+        // the sites of a flow fire at most once in all.
+        self.merge_into(self.decision, fire, code);
         let site_register = self.constant(site);
-        self.select_into(self.site, fire, site_register);
+        self.merge_into(self.site, fire, site_register);
         if let Some(options) = options {
-            self.select_into(self.options, fire, options);
+            self.merge_into(self.options, fire, options);
         }
         if let Some(words) = awaiting {
             for (i, word) in words.into_iter().enumerate() {
                 let target = self.awaiting[i];
-                self.select_into(target, fire, word);
+                self.merge_into(target, fire, word);
             }
         }
         if self.known.get(&fire) != Some(&0) {

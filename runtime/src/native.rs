@@ -3,7 +3,7 @@
 //! [`compile`] translates each flow's straight-line bytecode into one
 //! Cranelift function `extern "C" fn(record: *const u64, outcome: *mut u64)`
 //! and maps it into executable memory with `cranelift-jit`. Registers become
-//! SSA values. Compares produce 0 or 1, `Select` and saturation use bit masks,
+//! SSA values. Compares produce 0 or 1, `Select`, `Merge` and saturation use bit masks,
 //! and `Hour` and `Weekday` divide by constants with a multiply by a
 //! reciprocal, so no instruction chooses a path by data and no instruction
 //! divides. [`NativeProgram::run`] computes the same outcome words as
@@ -695,6 +695,7 @@ impl Translator<'_, '_> {
             Instr::And { a, b, .. } => known(a) || known(b),
             Instr::Or { a, b, .. } | Instr::Xor { a, b, .. } => known(a) && known(b),
             Instr::Select { a, b, .. } => known(a) && known(b),
+            Instr::Merge { dst, a, .. } => known(dst) && known(a),
             _ => false,
         }
     }
@@ -760,6 +761,14 @@ impl Translator<'_, '_> {
                 let difference = self.builder.ins().bxor(a, b);
                 let chosen = self.builder.ins().band(difference, mask);
                 let value = self.builder.ins().bxor(b, chosen);
+                self.write(dst, value)
+            }
+            Instr::Merge { dst, cond, a } => {
+                let condition = self.read(cond)?;
+                let (accumulator, a) = (self.read(dst)?, self.read(a)?);
+                let mask = self.mask_of(cond, condition);
+                let chosen = self.builder.ins().band(a, mask);
+                let value = self.builder.ins().bor(accumulator, chosen);
                 self.write(dst, value)
             }
             Instr::Nonzero { dst, a } => self.unary(dst, a, |b, x| {

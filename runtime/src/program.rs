@@ -15,7 +15,7 @@ use crate::factor::Factor;
 /// Identifies the file format.
 pub const FORMAT: &str = "authflow-bytecode";
 /// Incremented on every incompatible change of the format.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The type of a request attribute, switch or output value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -338,6 +338,13 @@ pub enum Instr {
         a: u32,
         b: u32,
     },
+    /// `dst | (a & mask)` where the mask is all ones when bit 0 of `cond`
+    /// is set and zero otherwise: adds `a`'s bits to the accumulator `dst`.
+    Merge {
+        dst: u32,
+        cond: u32,
+        a: u32,
+    },
     /// `dst = (a != 0) as u64`
     Nonzero {
         dst: u32,
@@ -381,6 +388,7 @@ impl Instr {
             | Instr::Add { dst, .. }
             | Instr::Sub { dst, .. }
             | Instr::Select { dst, .. }
+            | Instr::Merge { dst, .. }
             | Instr::Nonzero { dst, .. }
             | Instr::Mask { dst, .. }
             | Instr::Popcount { dst, .. }
@@ -404,6 +412,7 @@ impl Instr {
             | Instr::Add { a, b, .. }
             | Instr::Sub { a, b, .. } => ([a, b, 0], 2),
             Instr::Select { cond, a, b, .. } => ([cond, a, b], 3),
+            Instr::Merge { dst, cond, a } => ([cond, a, dst], 3),
             Instr::Nonzero { a, .. }
             | Instr::Mask { a, .. }
             | Instr::Popcount { a, .. }
@@ -429,6 +438,7 @@ impl Instr {
             Instr::Add { .. } => "add",
             Instr::Sub { .. } => "sub",
             Instr::Select { .. } => "select",
+            Instr::Merge { .. } => "merge",
             Instr::Nonzero { .. } => "nonzero",
             Instr::Mask { .. } => "mask",
             Instr::Popcount { .. } => "popcount",
@@ -673,6 +683,9 @@ fn verify_flow(flow: &Flow, layout: &Layout, enums: usize) -> Result<(), String>
             | Instr::Sub { dst, a, b } => check(dst, registers, "register")
                 .and(check(a, registers, "register"))
                 .and(check(b, registers, "register")),
+            Instr::Merge { dst, cond, a } => check(dst, registers, "register")
+                .and(check(cond, registers, "register"))
+                .and(check(a, registers, "register")),
             Instr::Select { dst, cond, a, b } => check(dst, registers, "register")
                 .and(check(cond, registers, "register"))
                 .and(check(a, registers, "register"))

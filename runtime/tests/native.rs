@@ -475,6 +475,16 @@ fn instruction_cases() -> Vec<Case> {
             expected: |v| if v[0] & 1 == 1 { v[1] } else { v[2] },
         },
         Case {
+            name: "merge",
+            operands: 4,
+            instr: Instr::Merge {
+                dst: 3,
+                cond: 0,
+                a: 1,
+            },
+            expected: |v| v[3] | if v[0] & 1 == 1 { v[1] } else { 0 },
+        },
+        Case {
             name: "nonzero",
             operands: 1,
             instr: Instr::Nonzero { dst: 3, a: 0 },
@@ -522,7 +532,9 @@ fn operand_tuples(operands: usize, random: &mut Random) -> Vec<Vec<u64>> {
         _ => {
             for &cond in &[0, 1, 2, 3, u64::MAX, i64::MIN as u64] {
                 for &x in &edges {
-                    tuples.push(vec![cond, x, !x]);
+                    let mut tuple = vec![cond, x, !x];
+                    tuple.resize(operands, x.rotate_left(17));
+                    tuples.push(tuple);
                 }
             }
         }
@@ -685,7 +697,7 @@ fn random_program(random: &mut Random, registers: u32, length: usize, words: u32
             register(random),
             register(random),
         );
-        let instr = match random.below(18) {
+        let instr = match random.below(19) {
             0 => Instr::And { dst, a, b },
             1 => Instr::Or { dst, a, b },
             2 => Instr::Xor { dst, a, b },
@@ -696,6 +708,7 @@ fn random_program(random: &mut Random, registers: u32, length: usize, words: u32
             7 => Instr::Add { dst, a, b },
             8 => Instr::Sub { dst, a, b },
             9 => Instr::Select { dst, cond: c, a, b },
+            17 => Instr::Merge { dst, cond: c, a },
             10 => Instr::Nonzero { dst, a },
             11 => Instr::Mask { dst, a },
             12 => Instr::Popcount { dst, a },

@@ -23,6 +23,7 @@ fn reads(instr: &Instr) -> Vec<u32> {
         | Instr::Add { a, b, .. }
         | Instr::Sub { a, b, .. } => vec![a, b],
         Instr::Select { cond, a, b, .. } => vec![cond, a, b],
+        Instr::Merge { dst, cond, a } => vec![cond, a, dst],
         Instr::Nonzero { a, .. }
         | Instr::Mask { a, .. }
         | Instr::Popcount { a, .. }
@@ -46,6 +47,7 @@ fn writes(instr: &Instr) -> Option<u32> {
         | Instr::Add { dst, .. }
         | Instr::Sub { dst, .. }
         | Instr::Select { dst, .. }
+        | Instr::Merge { dst, .. }
         | Instr::Nonzero { dst, .. }
         | Instr::Mask { dst, .. }
         | Instr::Popcount { dst, .. }
@@ -143,6 +145,12 @@ pub fn outcome(
             Instr::Select { cond, a, b, .. } => {
                 let (choice, x, y) = (r[cond as usize][0], r[a as usize], r[b as usize]);
                 c.select(choice, &x, &y)
+            }
+            Instr::Merge { dst, cond, a } => {
+                let (choice, x, accumulator) =
+                    (r[cond as usize][0], r[a as usize], r[dst as usize]);
+                let merged = c.bitwise(&accumulator, &x, Circuit::or);
+                c.select(choice, &merged, &accumulator)
             }
             Instr::Nonzero { a, .. } => {
                 let x = r[a as usize];
