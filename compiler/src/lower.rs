@@ -1446,7 +1446,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             if candidates & factor.bit() == 0 {
                 continue;
             }
-            // An unverified factor's time is i64::MIN: the age saturates to i64::MAX.
+            // An unverified factor's time is i64::MIN, so its age saturates
+            // to i64::MAX. A `within` that saturates reaches that age too, so
+            // the verified mask below keeps such a factor out.
             let at = self.load(slot::VERIFIED_AT + factor as u32);
             let age = self.sub(now, at);
             let fresh = self.le(age, limit);
@@ -1455,7 +1457,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             let set = self.and(fresh_mask, bit);
             counted = self.or(counted, set);
         }
-        counted
+        self.and(counted, verified)
     }
 
     /// Tests whether `counted` meets the requirement; also returns the
