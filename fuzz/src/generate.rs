@@ -762,6 +762,19 @@ impl Place {
     }
 }
 
+/// Tests whether flow text reads no principal attribute but `id` and
+/// `enrolled`, the two that a `for any` flow can read.
+fn reads_only_any_attributes(text: &str) -> bool {
+    text.match_indices("principal.").all(|(at, prefix)| {
+        let rest = &text[at + prefix.len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        name == "id" || name == "enrolled"
+    })
+}
+
 fn flow_name(index: usize) -> String {
     if index == 0 {
         "main".into()
@@ -1132,20 +1145,37 @@ fn optional_json<T>(value: Option<T>, render: impl Fn(T) -> Json) -> Json {
 
 impl Case {
     /// Renders the policy text: the fixed schema, the main flow and the
-    /// helper flows.
+    /// helper flows. A helper is declared `for any` when its steps read no
+    /// principal attribute but `id` and `enrolled` and it runs only
+    /// `for any` helpers, because the checker rejects anything else in such
+    /// a flow. Every other flow is `for human`.
     pub fn policy(&self) -> String {
-        let mut text = String::from(SCHEMA);
         let helpers = &self.helpers[..self.helpers.len().min(MAX_HELPERS)];
         let flows = helpers.len() + 1;
-        for (index, block) in std::iter::once(&self.flow).chain(helpers).enumerate() {
-            let route = if index == 0 { " on login" } else { "" };
-            let _ = writeln!(text, "\nflow {} for human{route} {{", flow_name(index));
+        let blocks: Vec<&Block> = std::iter::once(&self.flow).chain(helpers).collect();
+        // Helpers render last to first, so each one knows the kinds of the
+        // helpers it may run.
+        let mut rendered = vec![(String::new(), false); flows];
+        for index in (0..flows).rev() {
+            let mut body = String::new();
             let place = Place {
                 depth: 0,
                 flow: index,
                 flows,
             };
-            block.render(place, &mut text);
+            blocks[index].render(place, &mut body);
+            let runs_only_any = (index + 1..flows).all(|later| {
+                rendered[later].1 || !body.contains(&format!("run {}\n", flow_name(later)))
+            });
+            let for_any = index > 0 && runs_only_any && reads_only_any_attributes(&body);
+            rendered[index] = (body, for_any);
+        }
+        let mut text = String::from(SCHEMA);
+        for (index, (body, for_any)) in rendered.iter().enumerate() {
+            let kinds = if *for_any { "any" } else { "human" };
+            let route = if index == 0 { " on login" } else { "" };
+            let _ = writeln!(text, "\nflow {} for {kinds}{route} {{", flow_name(index));
+            text.push_str(body);
             text.push_str("}\n");
         }
         text
