@@ -20,6 +20,7 @@
 // of the crate uses `unsafe`.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fmt;
 
 use cranelift_codegen::control::ControlPlane;
@@ -492,7 +493,11 @@ fn flags() -> Result<settings::Flags, String> {
         "false"
     };
     let settings = [
-        ("opt_level", "speed"),
+        // The translation emits each record word, constant and mask once and
+        // folds the bitwise identities itself, which leaves Cranelift's
+        // e-graph pass little to find for its cost: skipping it halves the
+        // compile time.
+        ("opt_level", "none"),
         // The translation emits one block of plain integer operations over
         // checked offsets; debug builds still run Cranelift's IR verifier.
         ("enable_verifier", verifier),
@@ -573,6 +578,10 @@ fn define_flow(
         store_flags,
         registers: vec![None; flow.registers as usize],
         booleans: vec![false; flow.registers as usize],
+        loads: HashMap::new(),
+        constants: HashMap::new(),
+        masks: HashMap::new(),
+        numbers: HashMap::new(),
     };
     for (index, instr) in flow.code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
@@ -656,6 +665,14 @@ fn instructions_len(ranges: &[MachSrcLoc<Final>]) -> Option<usize> {
     usize::try_from(end).ok().filter(|&len| len > 0)
 }
 
+/// The bitwise operations that [`Translator::fold`] simplifies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bitwise {
+    And,
+    Or,
+    Xor,
+}
+
 /// Emits the Cranelift instructions of one flow into a single block.
 struct Translator<'a, 'b> {
     builder: &'a mut FunctionBuilder<'b>,
@@ -670,6 +687,13 @@ struct Translator<'a, 'b> {
     /// Whether each register's current value is known to be 0 or 1, so
     /// turning it into a mask needs no `& 1`.
     booleans: Vec<bool>,
+    /// The value of each record word and constant already emitted, and the
+    /// mask of each condition, so each is emitted once.
+    loads: HashMap<u32, Value>,
+    constants: HashMap<u64, Value>,
+    masks: HashMap<Value, Value>,
+    /// The number each constant value holds.
+    numbers: HashMap<Value, u64>,
 }
 
 impl Translator<'_, '_> {
@@ -704,26 +728,46 @@ impl Translator<'_, '_> {
     /// `& 1` is left out when `register`, which holds `x`, is known to be 0
     /// or 1.
     fn mask_of(&mut self, register: u32, x: Value) -> Value {
+        if let Some(&mask) = self.masks.get(&x) {
+            return mask;
+        }
         let bit = if self.booleans.get(register as usize) == Some(&true) {
             x
         } else {
             self.builder.ins().band_imm_u(x, 1)
         };
-        self.builder.ins().ineg(bit)
+        let mask = self.builder.ins().ineg(bit);
+        self.masks.insert(x, mask);
+        mask
     }
 
     fn emit(&mut self, instr: &Instr) -> Result<(), String> {
         match *instr {
             Instr::Load { dst, slot } => {
                 let offset = word_offset(slot, self.record_words, "record slot")?;
-                let value = self
-                    .builder
-                    .ins()
-                    .load(I64, self.load_flags, self.record, offset);
+                let value = match self.loads.get(&slot) {
+                    Some(&value) => value,
+                    None => {
+                        let value =
+                            self.builder
+                                .ins()
+                                .load(I64, self.load_flags, self.record, offset);
+                        self.loads.insert(slot, value);
+                        value
+                    }
+                };
                 self.write(dst, value)
             }
             Instr::Const { dst, value } => {
-                let value = self.builder.ins().iconst(I64, value as i64);
+                let value = match self.constants.get(&value) {
+                    Some(&constant) => constant,
+                    None => {
+                        let constant = self.builder.ins().iconst(I64, value as i64);
+                        self.constants.insert(value, constant);
+                        self.numbers.insert(constant, value);
+                        constant
+                    }
+                };
                 self.write(dst, value)
             }
             Instr::Store { slot, src } => {
@@ -734,9 +778,18 @@ impl Translator<'_, '_> {
                     .store(self.store_flags, value, self.outcome, offset);
                 Ok(())
             }
-            Instr::And { dst, a, b } => self.binary(dst, a, b, |b, x, y| b.ins().band(x, y)),
-            Instr::Or { dst, a, b } => self.binary(dst, a, b, |b, x, y| b.ins().bor(x, y)),
-            Instr::Xor { dst, a, b } => self.binary(dst, a, b, |b, x, y| b.ins().bxor(x, y)),
+            Instr::And { dst, a, b } => {
+                let value = self.bitwise(Bitwise::And, a, b)?;
+                self.write(dst, value)
+            }
+            Instr::Or { dst, a, b } => {
+                let value = self.bitwise(Bitwise::Or, a, b)?;
+                self.write(dst, value)
+            }
+            Instr::Xor { dst, a, b } => {
+                let value = self.bitwise(Bitwise::Xor, a, b)?;
+                self.write(dst, value)
+            }
             Instr::Shr { dst, a, b } => self.binary(dst, a, b, |b, x, y| {
                 let amount = b.ins().band_imm_u(y, 63);
                 b.ins().ushr(x, amount)
@@ -765,10 +818,10 @@ impl Translator<'_, '_> {
             }
             Instr::Merge { dst, cond, a } => {
                 let condition = self.read(cond)?;
-                let (accumulator, a) = (self.read(dst)?, self.read(a)?);
+                let (accumulator, addend) = (self.read(dst)?, self.read(a)?);
                 let mask = self.mask_of(cond, condition);
-                let chosen = self.builder.ins().band(a, mask);
-                let value = self.builder.ins().bor(accumulator, chosen);
+                let chosen = self.fold(Bitwise::And, addend, mask);
+                let value = self.fold(Bitwise::Or, accumulator, chosen);
                 self.write(dst, value)
             }
             Instr::Nonzero { dst, a } => self.unary(dst, a, |b, x| {
@@ -784,6 +837,50 @@ impl Translator<'_, '_> {
             Instr::Hour { dst, a } => self.unary(dst, a, hour),
             Instr::Weekday { dst, a } => self.unary(dst, a, weekday),
         }
+    }
+
+    /// Emits a bitwise operation on two registers, or reuses an operand
+    /// when the result is known without it: `x & x`, `x | x`, and every
+    /// case of [`Translator::fold`].
+    fn bitwise(&mut self, operation: Bitwise, a: u32, b: u32) -> Result<Value, String> {
+        let (x, y) = (self.read(a)?, self.read(b)?);
+        if x == y && operation != Bitwise::Xor {
+            return Ok(x);
+        }
+        // `x & 1` is `x` when `x` is 0 or 1.
+        let boolean = |register: u32| self.booleans.get(register as usize) == Some(&true);
+        if operation == Bitwise::And {
+            if self.constant_of(y) == Some(1) && boolean(a) {
+                return Ok(x);
+            }
+            if self.constant_of(x) == Some(1) && boolean(b) {
+                return Ok(y);
+            }
+        }
+        Ok(self.fold(operation, x, y))
+    }
+
+    /// Emits `x op y`, folding it when an operand is a constant that decides
+    /// the result: 0 for every operation, and all ones for `and`.
+    fn fold(&mut self, operation: Bitwise, x: Value, y: Value) -> Value {
+        for (known, other) in [(x, y), (y, x)] {
+            match (operation, self.constant_of(known)) {
+                (Bitwise::And, Some(0)) => return known,
+                (Bitwise::And, Some(u64::MAX)) => return other,
+                (Bitwise::Or | Bitwise::Xor, Some(0)) => return other,
+                _ => {}
+            }
+        }
+        match operation {
+            Bitwise::And => self.builder.ins().band(x, y),
+            Bitwise::Or => self.builder.ins().bor(x, y),
+            Bitwise::Xor => self.builder.ins().bxor(x, y),
+        }
+    }
+
+    /// Returns the constant `value` holds, when an `iconst` defined it.
+    fn constant_of(&self, value: Value) -> Option<u64> {
+        self.numbers.get(&value).copied()
     }
 
     fn read(&self, register: u32) -> Result<Value, String> {
