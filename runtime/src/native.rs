@@ -283,8 +283,8 @@ pub fn compile(program: &Program) -> Result<NativeProgram, String> {
 }
 
 /// Like [`compile`], and keeps Cranelift's listing of each flow's machine
-/// instructions for [`NativeFlow::listing`]. Producing the listing costs
-/// about a third of the compile time.
+/// instructions for [`NativeFlow::listing`]. Producing the listing adds to
+/// the compile time.
 pub fn compile_with_listing(program: &Program) -> Result<NativeProgram, String> {
     compile_flows(program, Listing::Keep)
 }
@@ -301,9 +301,8 @@ fn compile_flows(program: &Program, listing: Listing) -> Result<NativeProgram, S
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         // Cranelift 0.135's RISC-V backend, for one, lowers `popcnt` without
         // the Zbb extension to a loop.
-        // NOTE: AArch64 code is generated and checked for branches and
-        // divisions by a test on every host, but it has only run on x86-64
-        // hosts, so it has never been executed.
+        // NOTE: a test generates AArch64 code on every host and checks it
+        // for branches and divisions, but no test has executed it.
         return Err(format!(
             "native code is only generated for x86-64 and AArch64, not for {}",
             std::env::consts::ARCH
@@ -495,8 +494,8 @@ fn flags() -> Result<settings::Flags, String> {
     let settings = [
         // The translation emits each record word, constant and mask once and
         // folds the bitwise identities itself, which leaves Cranelift's
-        // e-graph pass little to find for its cost: skipping it halves the
-        // compile time.
+        // e-graph pass little to find: skipping it about halves the compile
+        // time.
         ("opt_level", "none"),
         // The translation emits one block of plain integer operations over
         // checked offsets; debug builds still run Cranelift's IR verifier.
@@ -520,7 +519,7 @@ fn flags() -> Result<settings::Flags, String> {
     Ok(settings::Flags::new(flags))
 }
 
-/// The signature of [`Kernel`] in Cranelift's terms.
+/// Returns the signature of [`Kernel`] in Cranelift's terms.
 fn kernel_signature(isa: &dyn TargetIsa) -> Signature {
     let mut signature = Signature::new(isa.default_call_conv());
     signature.params.push(AbiParam::new(isa.pointer_type()));
@@ -533,7 +532,7 @@ fn kernel_signature(isa: &dyn TargetIsa) -> Signature {
 const LOOP_FREE_FRAME: usize = 4 * 4096;
 
 /// Translates, compiles and checks one flow. Returns its machine code, and
-/// its listing when `listing` asks for it.
+/// its listing when `listing` is [`Listing::Keep`].
 fn define_flow(
     isa: &dyn TargetIsa,
     context: &mut Context,
@@ -547,7 +546,7 @@ fn define_flow(
 
     // The record and the outcome are disjoint slices, and the record is not
     // written during the call, so record loads are read-only and never alias
-    // outcome stores. Alias analysis then merges repeated loads of a word.
+    // outcome stores.
     let record_region = context.func.dfg.alias_regions.insert(AliasRegionData {
         user_id: 0,
         description: "record".into(),
@@ -595,7 +594,7 @@ fn define_flow(
     builder.ins().return_(&[]);
     builder.finalize(isa.frontend_config());
 
-    // Every spill slot holds one SSA value, so a function with few values
+    // Every spill slot contains one SSA value, so a function with few values
     // has a frame that inline probes cover without a loop. Larger ones are
     // checked in the listing.
     let frame_bound = 8 * context.func.dfg.num_values() + 1024;
@@ -692,7 +691,7 @@ struct Translator<'a, 'b> {
     loads: HashMap<u32, Value>,
     constants: HashMap<u64, Value>,
     masks: HashMap<Value, Value>,
-    /// The number each constant value holds.
+    /// The number that defines each constant value.
     numbers: HashMap<Value, u64>,
 }
 
