@@ -469,7 +469,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Returns the outcome words that hold the trace: each step's reached,
+    /// Returns the outcome words that contain the trace: each step's reached,
     /// guard, arm and decided words.
     pub fn trace_words(&self) -> impl Iterator<Item = u32> + '_ {
         self.steps.iter().flat_map(|step| {
