@@ -44,27 +44,9 @@ fn eliminate_dead_code(code: &[Instr]) -> Vec<Instr> {
     kept
 }
 
+/// Returns the register an instruction writes and the registers it reads.
 fn registers_of(instr: &Instr) -> (Option<u32>, Vec<u32>) {
-    match *instr {
-        Instr::Load { dst, .. } | Instr::Const { dst, .. } => (Some(dst), Vec::new()),
-        Instr::Store { src, .. } => (None, vec![src]),
-        Instr::And { dst, a, b }
-        | Instr::Or { dst, a, b }
-        | Instr::Xor { dst, a, b }
-        | Instr::Shr { dst, a, b }
-        | Instr::Eq { dst, a, b }
-        | Instr::Lt { dst, a, b }
-        | Instr::Le { dst, a, b }
-        | Instr::Add { dst, a, b }
-        | Instr::Sub { dst, a, b } => (Some(dst), vec![a, b]),
-        Instr::Select { dst, cond, a, b } => (Some(dst), vec![cond, a, b]),
-        Instr::Merge { dst, cond, a } => (Some(dst), vec![cond, a, dst]),
-        Instr::Nonzero { dst, a }
-        | Instr::Mask { dst, a }
-        | Instr::Popcount { dst, a }
-        | Instr::Hour { dst, a }
-        | Instr::Weekday { dst, a } => (Some(dst), vec![a]),
-    }
+    (instr.written(), instr.read().collect())
 }
 
 fn rename(instr: &Instr, map: &dyn Fn(u32) -> u32) -> Instr {

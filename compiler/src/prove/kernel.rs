@@ -8,54 +8,6 @@ use authflow_runtime::program::{Flow, Instr};
 
 use super::circuit::{Circuit, Word};
 
-/// Registers read by an instruction.
-fn reads(instr: &Instr) -> Vec<u32> {
-    match *instr {
-        Instr::Load { .. } | Instr::Const { .. } => vec![],
-        Instr::Store { src, .. } => vec![src],
-        Instr::And { a, b, .. }
-        | Instr::Or { a, b, .. }
-        | Instr::Xor { a, b, .. }
-        | Instr::Shr { a, b, .. }
-        | Instr::Eq { a, b, .. }
-        | Instr::Lt { a, b, .. }
-        | Instr::Le { a, b, .. }
-        | Instr::Add { a, b, .. }
-        | Instr::Sub { a, b, .. } => vec![a, b],
-        Instr::Select { cond, a, b, .. } => vec![cond, a, b],
-        Instr::Merge { dst, cond, a } => vec![cond, a, dst],
-        Instr::Nonzero { a, .. }
-        | Instr::Mask { a, .. }
-        | Instr::Popcount { a, .. }
-        | Instr::Hour { a, .. }
-        | Instr::Weekday { a, .. } => vec![a],
-    }
-}
-
-fn writes(instr: &Instr) -> Option<u32> {
-    match *instr {
-        Instr::Store { .. } => None,
-        Instr::Load { dst, .. }
-        | Instr::Const { dst, .. }
-        | Instr::And { dst, .. }
-        | Instr::Or { dst, .. }
-        | Instr::Xor { dst, .. }
-        | Instr::Shr { dst, .. }
-        | Instr::Eq { dst, .. }
-        | Instr::Lt { dst, .. }
-        | Instr::Le { dst, .. }
-        | Instr::Add { dst, .. }
-        | Instr::Sub { dst, .. }
-        | Instr::Select { dst, .. }
-        | Instr::Merge { dst, .. }
-        | Instr::Nonzero { dst, .. }
-        | Instr::Mask { dst, .. }
-        | Instr::Popcount { dst, .. }
-        | Instr::Hour { dst, .. }
-        | Instr::Weekday { dst, .. } => Some(dst),
-    }
-}
-
 /// Marks the instructions that the final value of each outcome word in
 /// `wanted` depends on, by a backward liveness pass over the registers.
 fn live_instructions(code: &[Instr], wanted: &[u32]) -> Vec<bool> {
@@ -71,10 +23,10 @@ fn live_instructions(code: &[Instr], wanted: &[u32]) -> Vec<bool> {
                 }
             }
             _ => {
-                let Some(dst) = writes(instr) else { continue };
+                let Some(dst) = instr.written() else { continue };
                 if needed.remove(&dst) {
                     live[index] = true;
-                    needed.extend(reads(instr));
+                    needed.extend(instr.read());
                 }
             }
         }
@@ -169,7 +121,7 @@ pub fn outcome(
                 ))
             }
         };
-        if let Some(dst) = writes(instr) {
+        if let Some(dst) = instr.written() {
             registers[dst as usize] = value;
         }
     }
