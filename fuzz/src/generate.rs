@@ -1153,8 +1153,8 @@ impl Case {
         let helpers = &self.helpers[..self.helpers.len().min(MAX_HELPERS)];
         let flows = helpers.len() + 1;
         let blocks: Vec<&Block> = std::iter::once(&self.flow).chain(helpers).collect();
-        // Helpers render last to first, so each one knows the kinds of the
-        // helpers it may run.
+        // Helpers render last to first, so the kinds of the helpers each one
+        // may run are known when it renders.
         let mut rendered = vec![(String::new(), false); flows];
         for index in (0..flows).rev() {
             let mut body = String::new();

@@ -515,7 +515,7 @@ impl Policy {
             .map_or(0, |found| self.string_slots[found].1)
     }
 
-    /// Each switch's default value.
+    /// Returns each switch's default value.
     pub(crate) fn switch_defaults(&self) -> &[Option<bind::Value>] {
         &self.switch_defaults
     }

@@ -724,7 +724,7 @@ impl Translator<'_, '_> {
     }
 
     /// Emits `-(x & 1)`: all ones where bit 0 of `x` is set, else zero. The
-    /// `& 1` is left out when `register`, which holds `x`, is known to be 0
+    /// `& 1` is left out when `register`, which contains `x`, is known to be 0
     /// or 1.
     fn mask_of(&mut self, register: u32, x: Value) -> Value {
         if let Some(&mask) = self.masks.get(&x) {
