@@ -182,17 +182,49 @@ fn time(value: &Json, field: &str) -> Result<i64, InputError> {
 }
 
 fn factor(value: &Json, field: &str) -> Result<Factor, InputError> {
-    let name = string(value, field)?;
+    factor_named(string(value, field)?, || field.to_string())
+}
+
+/// Looks up a factor by name; the error names `field()`.
+pub(crate) fn factor_named(
+    name: &str,
+    field: impl FnOnce() -> String,
+) -> Result<Factor, InputError> {
     Factor::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = Factor::ALL.iter().map(|f| f.name()).collect();
         invalid(
-            field,
+            field(),
             format!(
                 "unknown factor `{name}` (expected one of: {})",
                 names.join(", ")
             ),
         )
     })
+}
+
+/// Looks up a variant of enum `index` by name; the error names `field()`.
+pub(crate) fn variant_named(
+    program: &Program,
+    index: u32,
+    name: &str,
+    field: impl FnOnce() -> String,
+) -> Result<u32, InputError> {
+    let enumeration = &program.schema.enums[index as usize];
+    enumeration
+        .variants
+        .iter()
+        .position(|v| v == name)
+        .map(|v| v as u32)
+        .ok_or_else(|| {
+            invalid(
+                field(),
+                format!(
+                    "unknown value `{name}` for `{}` (expected one of: {})",
+                    enumeration.name,
+                    enumeration.variants.join(", ")
+                ),
+            )
+        })
 }
 
 fn reject_unknown_keys(
@@ -278,22 +310,7 @@ pub fn value(
         ValueType::Factor => Value::Factor(factor(json, field)? as u8),
         ValueType::Enum(index) => {
             let name = json.as_str().ok_or_else(mismatch)?;
-            let enumeration = &program.schema.enums[*index as usize];
-            let variant = enumeration
-                .variants
-                .iter()
-                .position(|v| v == name)
-                .ok_or_else(|| {
-                    invalid(
-                        field,
-                        format!(
-                            "unknown value `{name}` for `{}` (expected one of: {})",
-                            enumeration.name,
-                            enumeration.variants.join(", ")
-                        ),
-                    )
-                })?;
-            Value::Enum(variant as u32)
+            Value::Enum(variant_named(program, *index, name, || field.to_string())?)
         }
         ValueType::Set(element) => {
             let items = json.as_array().ok_or_else(mismatch)?;

@@ -285,7 +285,7 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
     /// Lists the factors the principal has enrolled.
     pub fn enrolled(&mut self, factors: &[&str]) -> &mut Self {
         for (i, name) in factors.iter().enumerate() {
-            match factor(name, || format!("principal.enrolled[{i}]")) {
+            match bind::factor_named(name, || format!("principal.enrolled[{i}]")) {
                 Ok(factor) => self.enrolled |= factor.bit(),
                 Err(error) => self.fail(error),
             }
@@ -379,7 +379,7 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
             return self;
         }
         let path = || format!("session.factors[{index}]");
-        let factor = match factor(name, || format!("{}.factor", path())) {
+        let factor = match bind::factor_named(name, || format!("{}.factor", path())) {
             Ok(factor) => factor,
             Err(error) => {
                 self.fail(error);
@@ -785,43 +785,6 @@ impl<'x> Interner<'x> {
     }
 }
 
-fn factor(name: &str, path: impl Fn() -> String) -> Result<Factor, InputError> {
-    Factor::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = Factor::ALL.iter().map(|f| f.name()).collect();
-        invalid(
-            path(),
-            format!(
-                "unknown factor `{name}` (expected one of: {})",
-                names.join(", ")
-            ),
-        )
-    })
-}
-
-fn variant(
-    program: &Program,
-    index: u32,
-    name: &str,
-    path: &dyn Fn() -> String,
-) -> Result<u64, InputError> {
-    let enumeration = &program.schema.enums[index as usize];
-    enumeration
-        .variants
-        .iter()
-        .position(|v| v == name)
-        .map(|v| v as u64)
-        .ok_or_else(|| {
-            invalid(
-                path(),
-                format!(
-                    "unknown value `{name}` for `{}` (expected one of: {})",
-                    enumeration.name,
-                    enumeration.variants.join(", ")
-                ),
-            )
-        })
-}
-
 /// Validates one value against its type, like [`bind::value`]. Returns
 /// `None` for an absent optional value.
 fn check<'a>(
@@ -873,9 +836,11 @@ fn check<'a>(
         (ValueType::Cidr, Input::Text(text)) => {
             Checked::Cidr(parse_cidr(text).map_err(|message| invalid(path(), message))?)
         }
-        (ValueType::Factor, Input::Text(text)) => Checked::Word(factor(text, path)? as u64),
+        (ValueType::Factor, Input::Text(text)) => {
+            Checked::Word(bind::factor_named(text, path)? as u64)
+        }
         (ValueType::Enum(index), Input::Text(text)) => {
-            Checked::Word(variant(program, *index, text, path)?)
+            Checked::Word(u64::from(bind::variant_named(program, *index, text, path)?))
         }
         (ValueType::Set(element), Input::Texts(items)) => {
             let mut bits = 0u64;
