@@ -7,9 +7,10 @@
 //!
 //! - `undecided` is 1 until some step decides; a step takes effect only
 //!   where `path & undecided` is 1 (`path`: the step's block was selected).
-//! - Each deciding step writes the decision, site, options and awaiting
-//!   registers with `select` and clears `undecided`; the first decision on
-//!   the path is therefore kept.
+//! - Each deciding step ORs its verdict (decision code and site), options
+//!   and awaiting words, masked by whether it fires, into accumulators and
+//!   clears `undecided`; since at most one step fires, the first decision on
+//!   the path is kept.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -21,6 +22,10 @@ use authflow_runtime::program::{
 
 use crate::check::{Checked, Compare, Input, Requirement, SetTest, TExpr, TKind, TStep, TStepKind};
 use crate::types::{ConstValue, Type};
+
+/// The bit where the site index starts in a flow's verdict accumulator,
+/// above the decision code.
+const VERDICT_SITE_SHIFT: u64 = 8;
 
 /// One lowered flow before register allocation: code over virtual registers.
 pub struct FlowIr {
@@ -238,9 +243,9 @@ impl<'a> Lowering<'a> {
         let mut builder = FlowBuilder::new(self);
         let one = builder.constant(1);
         builder.lower_block(&flow.body, one);
-        let undecided = builder.undecided;
         builder.decide(
-            undecided,
+            one,
+            one,
             Decision::Deny,
             Some("no decision".to_string()),
             Vec::new(),
@@ -396,8 +401,9 @@ struct FlowBuilder<'l, 'a> {
     steps: Vec<TraceStep>,
     // Accumulators.
     undecided: u32,
-    decision: u32,
-    site: u32,
+    /// `code | site << VERDICT_SITE_SHIFT` of the site that fired: decision
+    /// and site share one accumulator, so each site merges once for both.
+    verdict: u32,
     options: u32,
     exception: u32,
     awaiting: Vec<u32>,
@@ -423,8 +429,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             exceptions: Vec::new(),
             steps: Vec::new(),
             undecided: 0,
-            decision: 0,
-            site: 0,
+            verdict: 0,
             options: 0,
             exception: 0,
             awaiting: Vec::new(),
@@ -432,8 +437,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         };
         builder.undecided = builder.fresh_constant(1);
         builder.booleans.insert(builder.undecided);
-        builder.decision = builder.fresh_constant(0);
-        builder.site = builder.fresh_constant(0);
+        builder.verdict = builder.fresh_constant(0);
         builder.options = builder.fresh_constant(0);
         builder.exception = builder.fresh_constant(0);
         builder.awaiting = (0..role_words).map(|_| builder.fresh_constant(0)).collect();
@@ -1130,8 +1134,12 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     /// Records the state that the outcome record carries, once at the end.
     fn finish(&mut self) {
-        self.store(out::DECISION, self.decision);
-        self.store(out::SITE, self.site);
+        let code_mask = self.constant((1 << VERDICT_SITE_SHIFT) - 1);
+        let decision = self.and(self.verdict, code_mask);
+        self.store(out::DECISION, decision);
+        let shift = self.constant(VERDICT_SITE_SHIFT);
+        let site = self.shr(self.verdict, shift);
+        self.store(out::SITE, site);
         self.store(out::OPTIONS, self.options);
         self.store(out::EXCEPTION, self.exception);
         for (i, &word) in self.awaiting.clone().iter().enumerate() {
@@ -1149,11 +1157,20 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         }
     }
 
-    /// Makes decision `decision` at site where `fire` is 1, and clears `undecided` there.
+    /// Makes decision `decision` at a new site that fires where `path` and
+    /// `condition` are both 1 and no earlier site has fired; returns a
+    /// register that is 1 where it fired.
+    ///
+    /// `undecided` is cleared with `path & condition`, which does not depend
+    /// on `undecided`, so each site adds one `and` to the chain of
+    /// `undecided` values and the rest of its work runs beside that chain.
+    /// Clearing with the site's own `fire` would give the same values, since
+    /// `undecided & !(undecided & x) == undecided & !x`.
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &mut self,
-        fire: u32,
+        path: u32,
+        condition: u32,
         decision: Decision,
         reason: Option<String>,
         attributes: Vec<Output>,
@@ -1168,12 +1185,13 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             attributes,
             line,
         });
-        let code = self.constant(decision as u64);
-        // Every `fire` includes `undecided`, which this step then clears, so
-        // the sites of a flow fire at most once in all.
-        self.merge_into(self.decision, fire, code);
-        let site_register = self.constant(site);
-        self.merge_into(self.site, fire, site_register);
+        let enabled = self.and(path, condition);
+        let fire = self.live(enabled);
+        // `fire` includes `undecided`, which this site then clears, so no
+        // later site fires where this one did and the accumulators take at
+        // most one value each.
+        let verdict = self.constant(decision as u64 | site << VERDICT_SITE_SHIFT);
+        self.merge_into(self.verdict, fire, verdict);
         if let Some(options) = options {
             self.merge_into(self.options, fire, options);
         }
@@ -1183,13 +1201,13 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 self.merge_into(target, fire, word);
             }
         }
-        if self.known.get(&fire) != Some(&0) {
-            let not_fired = self.not(fire);
+        if self.known.get(&enabled) != Some(&0) {
+            let blocked = self.not(enabled);
             let undecided = self.undecided;
             self.code.push(Instr::And {
                 dst: undecided,
                 a: undecided,
-                b: not_fired,
+                b: blocked,
             });
         }
         fire
@@ -1307,7 +1325,17 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             TStepKind::Allow { attributes } => {
                 let live = self.live(path);
                 let outputs = self.outputs(attributes);
-                let fired = self.decide(live, Decision::Allow, None, outputs, line, None, None);
+                let always = self.constant(1);
+                let fired = self.decide(
+                    path,
+                    always,
+                    Decision::Allow,
+                    None,
+                    outputs,
+                    line,
+                    None,
+                    None,
+                );
                 self.trace_step(step, live, &[], None, fired);
             }
             TStepKind::Deny { reason, when } => {
@@ -1316,9 +1344,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                     Some(when) => self.expr(when)[0],
                     None => self.constant(1),
                 };
-                let fire = self.and(live, condition);
                 let fired = self.decide(
-                    fire,
+                    path,
+                    condition,
                     Decision::Deny,
                     Some(reason.clone()),
                     Vec::new(),
@@ -1343,9 +1371,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 let enrolled = self.load(slot::ENROLLED);
                 let (satisfied, options) = self.satisfied(*requirement, enrolled);
                 let missing = self.not(satisfied);
-                let fire = self.and(live, missing);
                 let fired = self.decide(
-                    fire,
+                    path,
+                    missing,
                     Decision::Enroll,
                     None,
                     Vec::new(),
@@ -1519,9 +1547,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             }
             let locked = self.le(limit, failures);
             guards.push(locked);
-            let fire = self.and(live, locked);
             let lock = self.decide(
-                fire,
+                path,
+                locked,
                 Decision::Deny,
                 Some("too many failed attempts".to_string()),
                 Vec::new(),
@@ -1531,11 +1559,10 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             );
             fired = self.or(fired, lock);
         }
-        let live_now = self.live(path);
         let missing = self.not(satisfied);
-        let fire = self.and(live_now, missing);
         let challenge = self.decide(
-            fire,
+            path,
+            missing,
             Decision::Challenge,
             None,
             Vec::new(),
@@ -1579,9 +1606,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         let refused = self.or_all(&refusals);
         let approved = self.and_all(&in_time);
         let mut guards = vec![approved, refused];
-        let fire = self.and(live, refused);
         let mut fired = self.decide(
-            fire,
+            path,
+            refused,
             Decision::Deny,
             Some("approval refused".to_string()),
             Vec::new(),
@@ -1595,10 +1622,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             guards.push(past);
             let waiting = self.not(approved);
             let expired = self.and(waiting, past);
-            let live_now = self.live(path);
-            let fire = self.and(live_now, expired);
             let expiry = self.decide(
-                fire,
+                path,
+                expired,
                 Decision::Deny,
                 Some("approval expired".to_string()),
                 Vec::new(),
@@ -1617,11 +1643,10 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             let set = self.and(missing_mask, bit);
             words[index / 64] = self.or(words[index / 64], set);
         }
-        let live_now = self.live(path);
         let waiting = self.not(approved);
-        let fire = self.and(live_now, waiting);
         let pending = self.decide(
-            fire,
+            path,
+            waiting,
             Decision::Pending,
             None,
             Vec::new(),
