@@ -225,6 +225,7 @@ impl NativeProgram {
     /// Runs flow `flow` over `record`, writing its outcome words into the
     /// front of `outcome`, after checking both lengths. Like the interpreter,
     /// the code writes only the outcome words that the flow stores.
+    #[inline]
     pub fn run(&self, flow: usize, record: &[u64], outcome: &mut [u64]) -> Result<(), RunError> {
         let Some(native) = self.flows.get(flow) else {
             return Err(RunError::UnknownFlow {
@@ -581,6 +582,7 @@ fn define_flow(
         constants: HashMap::new(),
         masks: HashMap::new(),
         numbers: HashMap::new(),
+        complements: HashMap::new(),
     };
     for (index, instr) in flow.code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
@@ -693,6 +695,19 @@ struct Translator<'a, 'b> {
     masks: HashMap<Value, Value>,
     /// The number that defines each constant value.
     numbers: HashMap<Value, u64>,
+    /// For a value that is `x ^ -1`, or `x ^ 1` with `x` 0 or 1, that `x`:
+    /// an `and` with the value, where the other operand is 0 or 1 in the
+    /// second case, is `band_not` of `x`.
+    complements: HashMap<Value, Complement>,
+}
+
+/// What a value is the complement of, as [`Translator::complements`] keeps
+/// it.
+#[derive(Clone, Copy)]
+struct Complement {
+    of: Value,
+    /// Whether only bit 0 was flipped, so the value is `!of & 1`.
+    bit_only: bool,
 }
 
 impl Translator<'_, '_> {
@@ -740,6 +755,34 @@ impl Translator<'_, '_> {
         mask
     }
 
+    /// Emits `x` where bit 0 of `condition` (in register `register`) is
+    /// set, else zero. A 0/1 condition times a constant `x` needs no mask: a
+    /// shift for a power of two, a multiply otherwise, each one instruction
+    /// that takes the same time for every operand.
+    fn masked(&mut self, register: u32, condition: Value, x: Value) -> Value {
+        let boolean = self.booleans.get(register as usize) == Some(&true);
+        match self.constant_of(condition) {
+            Some(c) if c & 1 == 0 => return self.constant(0),
+            Some(_) => return x,
+            None => {}
+        }
+        match self.constant_of(x) {
+            Some(0) => x,
+            Some(1) if boolean => condition,
+            Some(k) if boolean && k.is_power_of_two() => self
+                .builder
+                .ins()
+                .ishl_imm_u(condition, i64::from(k.trailing_zeros())),
+            Some(k) if boolean && k <= i32::MAX as u64 => {
+                self.builder.ins().imul_imm_u(condition, k as i64)
+            }
+            _ => {
+                let mask = self.mask_of(register, condition);
+                self.fold(Bitwise::And, x, mask)
+            }
+        }
+    }
+
     fn emit(&mut self, instr: &Instr) -> Result<(), String> {
         match *instr {
             Instr::Load { dst, slot } => {
@@ -758,15 +801,7 @@ impl Translator<'_, '_> {
                 self.write(dst, value)
             }
             Instr::Const { dst, value } => {
-                let value = match self.constants.get(&value) {
-                    Some(&constant) => constant,
-                    None => {
-                        let constant = self.builder.ins().iconst(I64, value as i64);
-                        self.constants.insert(value, constant);
-                        self.numbers.insert(constant, value);
-                        constant
-                    }
-                };
+                let value = self.constant(value);
                 self.write(dst, value)
             }
             Instr::Store { slot, src } => {
@@ -787,12 +822,20 @@ impl Translator<'_, '_> {
             }
             Instr::Xor { dst, a, b } => {
                 let value = self.bitwise(Bitwise::Xor, a, b)?;
+                self.note_complement(value, a, b)?;
                 self.write(dst, value)
             }
-            Instr::Shr { dst, a, b } => self.binary(dst, a, b, |b, x, y| {
-                let amount = b.ins().band_imm_u(y, 63);
-                b.ins().ushr(x, amount)
-            }),
+            Instr::Shr { dst, a, b } => {
+                let (x, y) = (self.read(a)?, self.read(b)?);
+                let value = match self.constant_of(y) {
+                    Some(amount) => self.builder.ins().ushr_imm_u(x, (amount & 63) as i64),
+                    None => {
+                        let amount = self.builder.ins().band_imm_u(y, 63);
+                        self.builder.ins().ushr(x, amount)
+                    }
+                };
+                self.write(dst, value)
+            }
             Instr::Eq { dst, a, b } => {
                 self.binary(dst, a, b, |b, x, y| compare(b, IntCC::Equal, x, y))
             }
@@ -818,8 +861,7 @@ impl Translator<'_, '_> {
             Instr::Merge { dst, cond, a } => {
                 let condition = self.read(cond)?;
                 let (accumulator, addend) = (self.read(dst)?, self.read(a)?);
-                let mask = self.mask_of(cond, condition);
-                let chosen = self.fold(Bitwise::And, addend, mask);
+                let chosen = self.masked(cond, condition, addend);
                 let value = self.fold(Bitwise::Or, accumulator, chosen);
                 self.write(dst, value)
             }
@@ -840,7 +882,8 @@ impl Translator<'_, '_> {
 
     /// Emits a bitwise operation on two registers, or reuses an operand
     /// when the result is known without it: `x & x`, `x | x`, and every
-    /// case of [`Translator::fold`].
+    /// case of [`Translator::fold`]. An `and` with a complement becomes one
+    /// `band_not` of the complemented value.
     fn bitwise(&mut self, operation: Bitwise, a: u32, b: u32) -> Result<Value, String> {
         let (x, y) = (self.read(a)?, self.read(b)?);
         if x == y && operation != Bitwise::Xor {
@@ -855,8 +898,38 @@ impl Translator<'_, '_> {
             if self.constant_of(x) == Some(1) && boolean(b) {
                 return Ok(y);
             }
+            for (kept, kept_register, other) in [(x, a, y), (y, b, x)] {
+                let Some(complement) = self.complements.get(&other).copied() else {
+                    continue;
+                };
+                if self.constant_of(kept).is_some() && self.constant_of(complement.of).is_some() {
+                    continue;
+                }
+                if !complement.bit_only || boolean(kept_register) {
+                    return Ok(self.builder.ins().band_not(kept, complement.of));
+                }
+            }
         }
         Ok(self.fold(operation, x, y))
+    }
+
+    /// Records `value = x ^ y` in [`Translator::complements`] when one
+    /// operand is all ones, or 1 with the other operand 0 or 1.
+    fn note_complement(&mut self, value: Value, a: u32, b: u32) -> Result<(), String> {
+        let (x, y) = (self.read(a)?, self.read(b)?);
+        let boolean = |register: u32| self.booleans.get(register as usize) == Some(&true);
+        for (of, of_register, other) in [(x, a, y), (y, b, x)] {
+            let bit_only = match self.constant_of(other) {
+                Some(u64::MAX) => false,
+                Some(1) if boolean(of_register) => true,
+                _ => continue,
+            };
+            if value != of && self.constant_of(of).is_none() {
+                self.complements.insert(value, Complement { of, bit_only });
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Emits `x op y`, folding it when an operand is a constant that decides
@@ -875,6 +948,17 @@ impl Translator<'_, '_> {
             Bitwise::Or => self.builder.ins().bor(x, y),
             Bitwise::Xor => self.builder.ins().bxor(x, y),
         }
+    }
+
+    /// Returns the value of constant `number`, emitting its `iconst` once.
+    fn constant(&mut self, number: u64) -> Value {
+        if let Some(&constant) = self.constants.get(&number) {
+            return constant;
+        }
+        let constant = self.builder.ins().iconst(I64, number as i64);
+        self.constants.insert(number, constant);
+        self.numbers.insert(constant, number);
+        constant
     }
 
     /// Returns the constant `value` holds, when an `iconst` defined it.
