@@ -536,16 +536,25 @@ impl Policy {
     /// Runs flow `flow`'s decision kernel over `scratch.record` into
     /// `scratch.outcome`: every outcome word except the trace words, which
     /// keep whatever they held. Allocates nothing.
+    #[inline]
     pub fn decide(&self, flow: usize, scratch: &mut Scratch) {
-        let words = self.program.flows[flow].outcome_words as usize;
-        let outcome = &mut scratch.outcome[..words];
         if let Some(native) = &self.native {
             // The scratch buffers are sized from this policy, so the call cannot
             // fail its length checks; if it ever did, the interpreter decides.
-            if native.run(flow, &scratch.record, outcome).is_ok() {
+            if native
+                .run(flow, &scratch.record, &mut scratch.outcome)
+                .is_ok()
+            {
                 return;
             }
         }
+        self.decide_bytecode(flow, scratch);
+    }
+
+    /// Runs flow `flow`'s decision kernel in the interpreter.
+    fn decide_bytecode(&self, flow: usize, scratch: &mut Scratch) {
+        let words = self.program.flows[flow].outcome_words as usize;
+        let outcome = &mut scratch.outcome[..words];
         let code = &self.untraced[flow];
         let registers = self.program.flows[flow].registers as usize;
         run_bytecode(
