@@ -108,6 +108,18 @@ pub struct Policy {
     switch_defaults: Vec<Option<bind::Value>>,
     /// Each string slot's record word and index, sorted by word.
     string_slots: Vec<(u32, usize)>,
+    /// The pool's indexes ordered by string length, then by the strings, so
+    /// a lookup compares bytes only with strings of its own length.
+    pool_by_length: Vec<u32>,
+    /// The most attributes one principal kind, the context or the switches
+    /// declare.
+    widest_attributes: usize,
+}
+
+/// Orders strings by length, then bytewise: comparing two strings of
+/// different lengths reads no bytes.
+fn by_length(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// The kernel that evaluates flows.
@@ -192,6 +204,18 @@ impl Policy {
         let mut string_slots: Vec<(u32, usize)> =
             slot_index.iter().map(|(&s, &i)| (s, i)).collect();
         string_slots.sort_unstable();
+        let mut pool_by_length: Vec<u32> = (0..program.strings.len() as u32).collect();
+        pool_by_length.sort_unstable_by(|&a, &b| {
+            by_length(&program.strings[a as usize], &program.strings[b as usize])
+        });
+        let schema = &program.schema;
+        let widest_attributes = schema
+            .kinds
+            .iter()
+            .map(|kind| kind.attributes.len())
+            .chain([schema.context.len(), schema.switches.len()])
+            .max()
+            .unwrap_or(0);
         Ok(Policy {
             program,
             digest,
@@ -202,6 +226,8 @@ impl Policy {
             native: None,
             switch_defaults,
             string_slots,
+            pool_by_length,
+            widest_attributes,
         })
     }
 
@@ -513,6 +539,22 @@ impl Policy {
         self.string_slots
             .binary_search_by_key(&at, |&(slot, _)| slot)
             .map_or(0, |found| self.string_slots[found].1)
+    }
+
+    /// Returns the index of `text` in the string pool, if it is there.
+    #[inline]
+    pub(crate) fn pool_index(&self, text: &str) -> Option<u64> {
+        let strings = &self.program.strings;
+        self.pool_by_length
+            .binary_search_by(|&index| by_length(&strings[index as usize], text))
+            .ok()
+            .map(|found| u64::from(self.pool_by_length[found]))
+    }
+
+    /// Returns the most attributes one principal kind, the context or the
+    /// switches declare.
+    pub(crate) fn widest_attributes(&self) -> usize {
+        self.widest_attributes
     }
 
     /// Returns each switch's default value.

@@ -168,14 +168,7 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
     pub(crate) fn new(policy: &'p Policy, record: &'s mut [u64], now: i64) -> Self {
         // Values are written as they are given, so the record starts empty.
         record.fill(0);
-        let schema = &policy.program().schema;
-        let widest = schema
-            .kinds
-            .iter()
-            .map(|kind| kind.attributes.len())
-            .chain([schema.context.len(), schema.switches.len()])
-            .max()
-            .unwrap_or(0);
+        let widest = policy.widest_attributes();
         let mut builder = RequestBuilder {
             policy,
             record,
@@ -654,7 +647,7 @@ impl<'p: 'a, 'a> RequestBuilder<'p, '_, 'a> {
         }
 
         let mut strings = Interner {
-            pool: &policy.program().strings,
+            policy,
             dynamic: [("", 0); MAX_DYNAMIC_STRINGS],
             len: 0,
         };
@@ -754,7 +747,7 @@ fn from_value(value: &Value) -> Checked<'_> {
 /// Interns strings like [`bind::Strings`], in a fixed-size table. A pool
 /// string's id is its index in the sorted pool.
 struct Interner<'x> {
-    pool: &'x [String],
+    policy: &'x Policy,
     dynamic: [(&'x str, u64); MAX_DYNAMIC_STRINGS],
     len: usize,
 }
@@ -764,7 +757,7 @@ impl<'x> Interner<'x> {
         if let Some(id) = self.lookup(text) {
             return Ok(id);
         }
-        let id = self.pool.len() as u64 + slot_index as u64;
+        let id = self.policy.program().strings.len() as u64 + slot_index as u64;
         let entry = self
             .dynamic
             .get_mut(self.len)
@@ -775,13 +768,12 @@ impl<'x> Interner<'x> {
     }
 
     fn lookup(&self, text: &str) -> Option<u64> {
-        match self.pool.binary_search_by(|s| s.as_str().cmp(text)) {
-            Ok(index) => Some(index as u64),
-            Err(_) => self.dynamic[..self.len]
+        self.policy.pool_index(text).or_else(|| {
+            self.dynamic[..self.len]
                 .iter()
                 .find(|(s, _)| *s == text)
-                .map(|(_, id)| *id),
-        }
+                .map(|(_, id)| *id)
+        })
     }
 }
 
