@@ -23,6 +23,23 @@ macro_rules! out {
     };
 }
 
+/// Prints a formatted line on standard error. Errors writing it (a closed
+/// pipe, say) are ignored, so the exit status still reports the outcome.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Like [`err!`], without the line break.
+macro_rules! err_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -213,16 +230,14 @@ fn main() -> ExitCode {
         Command::Explain { policy, trace } => explain(&policy, &trace),
         Command::Fmt { files, check } => format_files(&files, check),
         Command::Diff { old, new, flow } => diff(&old, &new, flow.as_deref()),
-        Command::Replay { files, candidate } => {
-            match (files.as_slice(), candidate) {
-                ([policy, trace], None) => replay(policy, trace),
-                ([trace], Some(candidate)) => what_if(&candidate, trace),
-                _ => {
-                    eprintln!("error: give `replay POLICY TRACES`, or `replay --candidate NEW.flow TRACES`");
-                    EXIT_USAGE
-                }
+        Command::Replay { files, candidate } => match (files.as_slice(), candidate) {
+            ([policy, trace], None) => replay(policy, trace),
+            ([trace], Some(candidate)) => what_if(&candidate, trace),
+            _ => {
+                err!("error: give `replay POLICY TRACES`, or `replay --candidate NEW.flow TRACES`");
+                EXIT_USAGE
             }
-        }
+        },
         Command::Test { policy, coverage } => test(&policy, coverage),
     };
     ExitCode::from(status)
@@ -292,7 +307,7 @@ fn read_source(path: &Path) -> Result<String, String> {
 
 fn read_policy(path: &Path) -> Result<String, u8> {
     read_source(path).map_err(|error| {
-        eprintln!("error: cannot read `{}`: {error}", path.display());
+        err!("error: cannot read `{}`: {error}", path.display());
         EXIT_USAGE
     })
 }
@@ -308,7 +323,7 @@ fn print_diagnostics(compilation: &Compilation) {
         return;
     }
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    eprint!(
+    err_text!(
         "{}",
         render::to_text(&compilation.sources, &compilation.diagnostics, color)
     );
@@ -330,7 +345,7 @@ fn check(path: &Path, format: Format) -> u8 {
             .filter(|d| d.is_error())
             .count();
         if matches!(format, Format::Text) {
-            eprintln!(
+            err!(
                 "error: `{}` has {errors} error{}",
                 path.display(),
                 if errors == 1 { "" } else { "s" }
@@ -347,7 +362,7 @@ fn load_policy(path: &Path) -> Result<Policy, u8> {
     let text = read_policy(path)?;
     if path.extension().is_some_and(|e| e == "flowc") {
         return Policy::load_with_backend(&text, backend()).map_err(|message| {
-            eprintln!("error: cannot load `{}`: {message}", path.display());
+            err!("error: cannot load `{}`: {message}", path.display());
             EXIT_COMPILE
         });
     }
@@ -358,7 +373,7 @@ fn load_policy(path: &Path) -> Result<Policy, u8> {
     }
     let program = compilation.program.ok_or(EXIT_COMPILE)?;
     Policy::with_backend(program, backend()).map_err(|message| {
-        eprintln!("error: internal compiler error: the program failed verification: {message}");
+        err!("error: internal compiler error: the program failed verification: {message}");
         EXIT_COMPILE
     })
 }
@@ -376,7 +391,7 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
                 name: path.display().to_string(),
                 text,
             }];
-            eprint!("{}", render::to_text(&sources, &diagnostics, false));
+            err_text!("{}", render::to_text(&sources, &diagnostics, false));
             return EXIT_COMPILE;
         }
         out!(
@@ -396,16 +411,14 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
     let policy = match Policy::new(program) {
         Ok(policy) => policy,
         Err(message) => {
-            eprintln!("error: internal compiler error: the program failed verification: {message}");
+            err!("error: internal compiler error: the program failed verification: {message}");
             return EXIT_COMPILE;
         }
     };
     match emit {
         Some(Stage::Ir) => {
-            print!(
-                "{}",
-                authflow_compiler::render_ir(&compilation).unwrap_or_default()
-            );
+            let ir = authflow_compiler::render_ir(&compilation).unwrap_or_default();
+            out!("{}", ir.strip_suffix('\n').unwrap_or(&ir));
             EXIT_OK
         }
         Some(Stage::Bytecode) => {
@@ -420,11 +433,11 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
             let target = output.unwrap_or_else(|| path.with_extension("flowc"));
             match std::fs::write(&target, policy.to_bytecode()) {
                 Ok(()) => {
-                    eprintln!("wrote {} (policy {})", target.display(), policy.digest());
+                    err!("wrote {} (policy {})", target.display(), policy.digest());
                     EXIT_OK
                 }
                 Err(error) => {
-                    eprintln!("error: cannot write `{}`: {error}", target.display());
+                    err!("error: cannot write `{}`: {error}", target.display());
                     EXIT_USAGE
                 }
             }
@@ -435,11 +448,11 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
 /// Reads and parses a JSON input file; malformed JSON is invalid input.
 fn read_json(path: &Path) -> Result<Json, u8> {
     let text = read_source(path).map_err(|error| {
-        eprintln!("error: cannot read `{}`: {error}", path.display());
+        err!("error: cannot read `{}`: {error}", path.display());
         EXIT_USAGE
     })?;
     authflow_runtime::json::parse(&text).map_err(|message| {
-        eprintln!("error: invalid input in `{}`: {message}", path.display());
+        err!("error: invalid input in `{}`: {message}", path.display());
         EXIT_INPUT
     })
 }
@@ -454,18 +467,18 @@ fn now_micros() -> i64 {
 fn report_eval_error(error: &EvalError, file: &Path) -> u8 {
     match error {
         EvalError::Input(_) => {
-            eprintln!("error: {error} (in `{}`)", file.display());
+            err!("error: {error} (in `{}`)", file.display());
             EXIT_INPUT
         }
         EvalError::PolicyMismatch { .. } => {
-            eprintln!("error: {error}");
-            eprintln!(
+            err!("error: {error}");
+            err!(
                 "help: `authflow resume --migrate` re-evaluates the state under the loaded policy"
             );
             EXIT_INPUT
         }
         EvalError::KernelMismatch { .. } => {
-            eprintln!("error: {error}");
+            err!("error: {error}");
             EXIT_INTERNAL
         }
     }
@@ -526,7 +539,7 @@ fn write_state(state: &FlowState, path: Option<PathBuf>) -> u8 {
     ) {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            eprintln!("error: cannot write `{}`: {error}", path.display());
+            err!("error: cannot write `{}`: {error}", path.display());
             EXIT_USAGE
         }
     }
@@ -572,7 +585,7 @@ fn eval(
     let state = match policy.start(&request, now_micros()) {
         Ok(state) => state,
         Err(error) => {
-            eprintln!("error: {error} (in `{}`)", input.display());
+            err!("error: {error} (in `{}`)", input.display());
             return EXIT_INPUT;
         }
     };
@@ -592,7 +605,7 @@ fn resume(
     let mut state: FlowState = match serde_json::from_value(stored) {
         Ok(state) => state,
         Err(error) => {
-            eprintln!(
+            err!(
                 "error: invalid flow state in `{}`: {error}",
                 state_path.display()
             );
@@ -660,7 +673,7 @@ struct Recorded {
 /// that is not an outcome with a trace, is invalid input.
 fn read_recorded(trace_path: &Path) -> Result<Vec<Recorded>, u8> {
     let text = read_source(trace_path).map_err(|error| {
-        eprintln!("error: cannot read `{}`: {error}", trace_path.display());
+        err!("error: cannot read `{}`: {error}", trace_path.display());
         EXIT_USAGE
     })?;
     let mut recorded = Vec::new();
@@ -671,11 +684,11 @@ fn read_recorded(trace_path: &Path) -> Result<Vec<Recorded>, u8> {
     {
         let location = format!("{}:{}", trace_path.display(), number + 1);
         let outcome = authflow_runtime::json::parse(line).map_err(|message| {
-            eprintln!("error: {location}: {message}");
+            err!("error: {location}: {message}");
             EXIT_INPUT
         })?;
         let Some(trace) = outcome.get("trace") else {
-            eprintln!("error: {location}: the outcome has no `trace`; record it with `authflow eval --trace`");
+            err!("error: {location}: the outcome has no `trace`; record it with `authflow eval --trace`");
             return Err(EXIT_INPUT);
         };
         let state = recorded_state(trace);
@@ -686,7 +699,7 @@ fn read_recorded(trace_path: &Path) -> Result<Vec<Recorded>, u8> {
         });
     }
     if recorded.is_empty() {
-        eprintln!(
+        err!(
             "error: `{}` holds no recorded outcomes",
             trace_path.display()
         );
@@ -705,7 +718,7 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
     } in &recorded
     {
         if state.policy != policy.digest() {
-            eprintln!(
+            err!(
                 "error: {location}: the trace was recorded under policy {}, not the loaded policy {}",
                 state.policy,
                 policy.digest()
@@ -715,7 +728,7 @@ fn replay(path: &Path, trace_path: &Path) -> u8 {
         let replayed = match policy.evaluate(state, true) {
             Ok(replayed) => serde_json::to_value(&replayed).unwrap_or(Json::Null),
             Err(error) => {
-                eprintln!("error: {location}: the recorded input does not fit the policy: {error}");
+                err!("error: {location}: the recorded input does not fit the policy: {error}");
                 return EXIT_INPUT;
             }
         };
@@ -739,13 +752,15 @@ fn test(path: &Path, coverage: bool) -> u8 {
     let (Some(checked), Some(program)) = (&compilation.checked, &compilation.program) else {
         return EXIT_COMPILE;
     };
-    let policy = match Policy::new(program.clone()) {
+    let mut policy = match Policy::new(program.clone()) {
         Ok(policy) => policy,
         Err(message) => {
-            eprintln!("error: internal compiler error: the program failed verification: {message}");
+            err!("error: internal compiler error: the program failed verification: {message}");
             return EXIT_COMPILE;
         }
     };
+    // Test blocks may exercise a flow that only `run` reaches.
+    policy.reach_all_flows();
     let (results, reached) = authflow_compiler::testing::run_tests(checked, &policy);
     let mut failed = 0;
     for result in &results {
@@ -841,14 +856,14 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
         let state = match policy.migrate(state) {
             Ok(state) => state,
             Err(error) => {
-                eprintln!("error: {location}: the recorded input does not fit the candidate policy: {error}");
+                err!("error: {location}: the recorded input does not fit the candidate policy: {error}");
                 return EXIT_INPUT;
             }
         };
         let candidate_outcome = match policy.evaluate(&state, false) {
             Ok(candidate_outcome) => serde_json::to_value(&candidate_outcome).unwrap_or(Json::Null),
             Err(error) => {
-                eprintln!("error: {location}: {error}");
+                err!("error: {location}: {error}");
                 return EXIT_INPUT;
             }
         };
@@ -893,7 +908,7 @@ fn explain(path: &Path, trace_path: &Path) -> u8 {
         let outcome = match policy.evaluate(state, true) {
             Ok(outcome) => outcome,
             Err(error) => {
-                eprintln!("error: {where_}: the recorded input does not fit the policy: {error}");
+                err!("error: {where_}: the recorded input does not fit the policy: {error}");
                 return EXIT_INPUT;
             }
         };
@@ -1017,8 +1032,8 @@ fn format_files(files: &[PathBuf], check: bool) -> u8 {
                     name: path.display().to_string(),
                     text,
                 }];
-                eprint!("{}", render::to_text(&sources, &diagnostics, false));
-                eprintln!(
+                err_text!("{}", render::to_text(&sources, &diagnostics, false));
+                err!(
                     "error: `{}` has syntax errors and was not formatted",
                     path.display()
                 );
@@ -1032,7 +1047,7 @@ fn format_files(files: &[PathBuf], check: bool) -> u8 {
         if check {
             out!("{} is not formatted", path.display());
         } else if let Err(error) = std::fs::write(path, formatted) {
-            eprintln!("error: cannot write `{}`: {error}", path.display());
+            err!("error: cannot write `{}`: {error}", path.display());
             return EXIT_USAGE;
         }
     }
@@ -1063,13 +1078,13 @@ fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
     let mut differences = 0;
     for name in &flows {
         if old.program().flow(name).is_none() || new.program().flow(name).is_none() {
-            eprintln!("error: flow `{name}` is not in both policies");
+            err!("error: flow `{name}` is not in both policies");
             return EXIT_USAGE;
         }
         let regions = match authflow_compiler::prove::diff(old.program(), new.program(), name) {
             Ok(regions) => regions,
             Err(message) => {
-                eprintln!("error: cannot compare flow `{name}`: {message}");
+                err!("error: cannot compare flow `{name}`: {message}");
                 return EXIT_COMPILE;
             }
         };

@@ -207,6 +207,9 @@ pub struct CheckedFlow {
     pub kinds: Vec<u32>,
     pub any_kind: bool,
     pub event: Option<String>,
+    /// Whether a request may name the flow: it has an event, or it is
+    /// declared in the root file and no flow runs it.
+    pub entry: bool,
     pub body: Vec<TStep>,
     pub span: Span,
 }
@@ -433,10 +436,12 @@ impl<'s, 'a> Checker<'s, 'a> {
                 kinds,
                 any_kind,
                 event: decl.event.as_ref().map(|e| e.name.clone()),
+                entry: false,
                 body,
                 span: decl.name.span,
             });
         }
+        self.entries(&mut checked);
         let errors_before = self.diagnostics.len();
         self.run_cycles(&checked);
         let cyclic = self.diagnostics[errors_before..]

@@ -251,6 +251,7 @@ mod tests {
             name: "f".into(),
             kinds: vec![],
             event: None,
+            entry: true,
             registers: 4,
             outcome_words: 8,
             role_words: 1,

@@ -258,6 +258,7 @@ impl<'a> Lowering<'a> {
             name: flow.name.clone(),
             kinds: flow.kinds.clone(),
             event: flow.event.clone(),
+            entry: flow.entry,
             registers: builder.next_register,
             outcome_words: builder.next_out,
             role_words: builder.role_words,

@@ -15,9 +15,10 @@
 //! and events guarantees: booleans and presence words are 0 or 1, enum and
 //! factor values are in range, times lie in the RFC 3339 range with
 //! session start <= last activity <= flow start <= now, a factor has a
-//! verification time (<= now) exactly when it is verified, approval grant
-//! times lie between flow start and now, string ids follow the binder's
-//! interning, and string sets have bits only for texts a slot can hold.
+//! verification time (between session start and now) exactly when it is
+//! verified, approval grant times lie between flow start and now, string ids
+//! follow the binder's interning, and string sets have bits only for texts a
+//! slot can hold.
 //!
 //! Every violation the solver finds is turned into a request and events and
 //! replayed through `authflow_runtime::Policy`. A violation that the engine
@@ -25,8 +26,9 @@
 //! violation.
 //!
 //! Limits:
-//! - Failure counts of 65536 and more, and string sets of 65536 elements and
-//!   more, are not considered.
+//! - Failure counts and string set sizes are bounded by what the runtime
+//!   accepts: at most 65,535 events in a flow state and 65,535 elements in a
+//!   set (`authflow_runtime::bind::MAX_EVENTS`, `MAX_SET_ELEMENTS`).
 //! - Flows whose decision depends on `hour()` or `weekday()`, and
 //!   invariants whose conditions use them, are not analysed (`Unknown`).
 //! - Request sets of `Int`, `Ip` or `Cidr` values are not supported
@@ -230,7 +232,8 @@ fn prove(
         texts: texts.into_iter().collect(),
     };
     let switches: Vec<String> = checked.switches.iter().map(|s| s.name.clone()).collect();
-    let policy = Policy::new(program.clone())?;
+    let mut policy = Policy::new(program.clone())?;
+    policy.reach_all_flows();
 
     for &kind in &flow.kinds {
         let mut c = Circuit::new();
@@ -424,8 +427,10 @@ pub fn diff(old: &Program, new: &Program, flow: &str) -> Result<Vec<Region>, Str
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let old_policy = Policy::new(old.clone())?;
-    let new_policy = Policy::new(new.clone())?;
+    let mut old_policy = Policy::new(old.clone())?;
+    let mut new_policy = Policy::new(new.clone())?;
+    old_policy.reach_all_flows();
+    new_policy.reach_all_flows();
 
     let mut regions: Vec<Region> = Vec::new();
     for &kind in &old_flow.kinds {

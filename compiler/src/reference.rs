@@ -900,7 +900,8 @@ mod tests {
     fn evaluate_text(policy: &str, request: Value, events: &[Value]) -> Evaluation {
         let compilation = check_source("test.flow", policy, &mut NoImports);
         let program = build_program(&compilation).expect("the policy compiles");
-        let engine = Policy::new(program.clone()).expect("the program verifies");
+        let mut engine = Policy::new(program.clone()).expect("the program verifies");
+        engine.reach_all_flows();
         let state = FlowState {
             events: events.to_vec(),
             ..engine.start(&request, 0).expect("a valid request")

@@ -214,10 +214,12 @@ struct BackendRun {
 /// Runs a request and its events on one backend. Events that `resume`
 /// rejects are logged and left out of the state.
 fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Json]) -> BackendRun {
-    let policy = match Policy::with_backend(program.clone(), backend) {
+    let mut policy = match Policy::with_backend(program.clone(), backend) {
         Ok(policy) => policy,
         Err(error) => panic!("a compiled program does not verify: {error}"),
     };
+    // Generated requests may name a flow that another flow runs.
+    policy.reach_all_flows();
     let mut log = Vec::new();
     let mut state = match policy.start(request, DEFAULT_NOW) {
         Ok(state) => state,

@@ -314,6 +314,7 @@ pub fn value(
         }
         ValueType::Set(element) => {
             let items = json.as_array().ok_or_else(mismatch)?;
+            check_set_len(items.len(), field)?;
             let mut elements = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let path = format!("{field}[{i}]");
@@ -408,8 +409,31 @@ fn full(values: Vec<(usize, Option<Value>)>, count: usize) -> Vec<Option<Value>>
     result
 }
 
-/// Validates a request. `default_now` is used when the request has no `now`.
+/// The flows a request may name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routes {
+    /// The flows marked [`crate::program::Flow::entry`], as a host serves
+    /// them.
+    #[default]
+    Entries,
+    /// Every flow, for test runners and proofs that exercise a building
+    /// block on its own.
+    All,
+}
+
+/// Validates a request to an entry flow. `default_now` is used when the
+/// request has no `now`.
 pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Request, InputError> {
+    request_with(program, json, default_now, Routes::Entries)
+}
+
+/// Validates a request to a flow that `routes` allows.
+pub fn request_with(
+    program: &Program,
+    json: &Json,
+    default_now: i64,
+    routes: Routes,
+) -> Result<Request, InputError> {
     let map = object(json, "")?;
     reject_unknown_keys(
         map,
@@ -466,9 +490,7 @@ pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Reque
         "principal.id",
     )?
     .to_string();
-    if id.is_empty() {
-        return Err(invalid("principal.id", "must not be empty"));
-    }
+    check_identifier(&id, "principal.id")?;
     let mut enrolled = 0;
     if let Some(list) = principal_map.get("enrolled") {
         let items = list.as_array().ok_or_else(|| {
@@ -494,7 +516,7 @@ pub fn request(program: &Program, json: &Json, default_now: i64) -> Result<Reque
         declared.len(),
     );
 
-    let flow = route(program, map, kind)?;
+    let flow = route(program, map, kind, routes)?;
 
     let empty = serde_json::Map::new();
     let context_map = match map.get("context") {
@@ -535,45 +557,72 @@ fn route(
     program: &Program,
     map: &serde_json::Map<String, Json>,
     kind: u32,
+    routes: Routes,
 ) -> Result<usize, InputError> {
-    let kind_name = &program.schema.kinds[kind as usize].name;
     match (map.get("flow"), map.get("event")) {
         (Some(_), Some(_)) => Err(invalid("event", "give either `flow` or `event`, not both")),
         (None, None) => Err(invalid(
             "flow",
             "missing: give `flow` (a flow name) or `event` (a lifecycle event)",
         )),
-        (Some(flow), None) => {
-            let name = string(flow, "flow")?;
-            let (index, flow) = program.flow(name).ok_or_else(|| {
-                let names: Vec<&str> = program.flows.iter().map(|f| f.name.as_str()).collect();
-                invalid(
-                    "flow",
-                    format!("unknown flow `{name}` (flows: {})", names.join(", ")),
-                )
-            })?;
-            if !flow.kinds.contains(&kind) {
-                return Err(invalid(
-                    "flow",
-                    format!("flow `{name}` does not accept principal kind `{kind_name}`"),
-                ));
-            }
-            Ok(index)
-        }
-        (None, Some(event)) => {
-            let name = string(event, "event")?;
-            program
+        (Some(flow), None) => flow_named(program, string(flow, "flow")?, kind, routes),
+        (None, Some(event)) => flow_for_event(program, string(event, "event")?, kind),
+    }
+}
+
+/// Finds the flow a request names, for a principal of kind `kind`.
+pub(crate) fn flow_named(
+    program: &Program,
+    name: &str,
+    kind: u32,
+    routes: Routes,
+) -> Result<usize, InputError> {
+    let kind_name = &program.schema.kinds[kind as usize].name;
+    let (index, flow) = program
+        .flow(name)
+        .filter(|(_, flow)| flow.entry || routes == Routes::All)
+        .ok_or_else(|| {
+            let names: Vec<&str> = program
                 .flows
                 .iter()
-                .position(|f| f.event.as_deref() == Some(name) && f.kinds.contains(&kind))
-                .ok_or_else(|| {
-                    invalid(
-                        "event",
-                        format!("no flow handles event `{name}` for principal kind `{kind_name}`"),
-                    )
-                })
-        }
+                .filter(|f| f.entry || routes == Routes::All)
+                .map(|f| f.name.as_str())
+                .collect();
+            let message = match program.flow(name) {
+                Some(_) => format!(
+                    "flow `{name}` is reached only with `run` from another flow, after that flow's checks (flows a request may name: {})",
+                    names.join(", ")
+                ),
+                None => format!("unknown flow `{name}` (flows: {})", names.join(", ")),
+            };
+            invalid("flow", message)
+        })?;
+    if !flow.kinds.contains(&kind) {
+        return Err(invalid(
+            "flow",
+            format!("flow `{name}` does not accept principal kind `{kind_name}`"),
+        ));
     }
+    Ok(index)
+}
+
+/// Finds the flow that handles `event` for a principal of kind `kind`.
+pub(crate) fn flow_for_event(
+    program: &Program,
+    event: &str,
+    kind: u32,
+) -> Result<usize, InputError> {
+    program
+        .flows
+        .iter()
+        .position(|f| f.event.as_deref() == Some(event) && f.kinds.contains(&kind))
+        .ok_or_else(|| {
+            let kind_name = &program.schema.kinds[kind as usize].name;
+            invalid(
+                "event",
+                format!("no flow handles event `{event}` for principal kind `{kind_name}`"),
+            )
+        })
 }
 
 fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>, InputError> {
@@ -610,6 +659,76 @@ fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>
         .collect()
 }
 
+/// The maximum number of elements a set in a request may list. Invariant
+/// proofs and semantic diffs cover sets up to this size, so a larger set is
+/// rejected rather than decided outside what was proved.
+pub const MAX_SET_ELEMENTS: usize = 65_535;
+
+/// The maximum number of events in a flow state. It bounds every failure
+/// count to what invariant proofs and semantic diffs cover.
+pub const MAX_EVENTS: usize = 65_535;
+
+/// Checks a principal id, an approver or an approval role. Ids are compared
+/// byte for byte, so text that displays like another id must not pass. An
+/// id is not empty, has no whitespace at either end, and has no control or
+/// invisible formatting characters (zero-width spaces, direction marks).
+pub(crate) fn check_identifier(text: &str, field: &str) -> Result<(), InputError> {
+    let message = if text.is_empty() {
+        "must not be empty"
+    } else if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        "must not start or end with whitespace"
+    } else if text.chars().any(|c| c.is_control() || is_format_char(c)) {
+        "must not contain control or invisible formatting characters"
+    } else {
+        return Ok(());
+    };
+    Err(invalid(field, message))
+}
+
+/// Returns whether `c` is in Unicode's general category Cf (format) as of
+/// Unicode 15.1. These characters change how neighbours display but show
+/// nothing themselves.
+fn is_format_char(c: char) -> bool {
+    const FORMAT: [(u32, u32); 21] = [
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let code = u32::from(c);
+    FORMAT
+        .iter()
+        .any(|&(first, last)| (first..=last).contains(&code))
+}
+
+/// Rejects a set that lists more than [`MAX_SET_ELEMENTS`] elements.
+pub(crate) fn check_set_len(len: usize, field: &str) -> Result<(), InputError> {
+    if len > MAX_SET_ELEMENTS {
+        return Err(invalid(
+            field,
+            format!("a set lists at most {MAX_SET_ELEMENTS} elements, found {len}"),
+        ));
+    }
+    Ok(())
+}
+
 type Session = (i64, i64, Vec<(Factor, i64)>);
 
 fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
@@ -618,26 +737,14 @@ fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
     };
     let map = object(json, "session")?;
     reject_unknown_keys(map, &["started_at", "last_active_at", "factors"], "session")?;
-    let started = match map.get("started_at") {
-        Some(value) => time(value, "session.started_at")?,
-        None => now,
+    let given_start = match map.get("started_at") {
+        Some(value) => Some(time(value, "session.started_at")?),
+        None => None,
     };
-    if started > now {
-        return Err(invalid(
-            "session.started_at",
-            "the session starts after the request's `now`",
-        ));
-    }
-    let last_active = match map.get("last_active_at") {
-        Some(value) => time(value, "session.last_active_at")?,
-        None => started,
+    let given_last_active = match map.get("last_active_at") {
+        Some(value) => Some(time(value, "session.last_active_at")?),
+        None => None,
     };
-    if last_active > now || last_active < started {
-        return Err(invalid(
-            "session.last_active_at",
-            "must lie between `session.started_at` and the request's `now`",
-        ));
-    }
     let mut factors = Vec::new();
     if let Some(list) = map.get("factors") {
         let items = list.as_array().ok_or_else(|| {
@@ -671,7 +778,68 @@ fn session(json: Option<&Json>, now: i64) -> Result<Session, InputError> {
             factors.push((f, at));
         }
     }
-    Ok((started, last_active, factors))
+    // The earliest factor, the first in request order among equal times.
+    let earliest = factors
+        .iter()
+        .enumerate()
+        .min_by_key(|&(index, &(_, at))| (at, index))
+        .map(|(index, &(_, at))| (index, at));
+    let latest = factors.iter().map(|&(_, at)| at).max();
+    let times = SessionTimes::new(given_start, given_last_active, now, earliest, latest)?;
+    Ok((times.started, times.last_active, factors))
+}
+
+/// When a session started and was last active, from what the request gives
+/// and the times of its factors.
+pub(crate) struct SessionTimes {
+    pub started: i64,
+    pub last_active: i64,
+}
+
+impl SessionTimes {
+    /// Checks the given times against `now` and the session's factors. A
+    /// session starts no later than its first factor, so a missing start is
+    /// the earliest factor's time (else `now`), and a factor dated before a
+    /// given start is invalid. Verifying a factor is activity, so a missing
+    /// last activity is the latest factor's time, or the start.
+    /// `earliest` is the index and time of the earliest factor, `latest`
+    /// the time of the latest.
+    pub fn new(
+        started: Option<i64>,
+        last_active: Option<i64>,
+        now: i64,
+        earliest: Option<(usize, i64)>,
+        latest: Option<i64>,
+    ) -> Result<SessionTimes, InputError> {
+        let started = match (started, earliest) {
+            (Some(started), Some((index, at))) if at < started => {
+                return Err(invalid(
+                    format!("session.factors[{index}].at"),
+                    "a factor cannot be verified before `session.started_at`",
+                ));
+            }
+            (Some(started), _) => started,
+            (None, Some((_, at))) => at,
+            (None, None) => now,
+        };
+        if started > now {
+            return Err(invalid(
+                "session.started_at",
+                "the session starts after the request's `now`",
+            ));
+        }
+        let last_active = last_active.unwrap_or(latest.unwrap_or(started).max(started));
+        if last_active > now || last_active < started {
+            return Err(invalid(
+                "session.last_active_at",
+                "must lie between `session.started_at` and the request's `now`",
+            ));
+        }
+        Ok(SessionTimes {
+            started,
+            last_active,
+        })
+    }
 }
 
 /// Validates one event. `field` prefixes error paths, e.g. `events[2]`.
@@ -720,9 +888,7 @@ pub fn event(
             let text = |key: &str| -> Result<String, InputError> {
                 let value = body_map.get(key).ok_or_else(|| invalid(format!("{path}.{key}"), "missing required field"))?;
                 let text = string(value, &format!("{path}.{key}"))?;
-                if text.is_empty() {
-                    return Err(invalid(format!("{path}.{key}"), "must not be empty"));
-                }
+                check_identifier(text, &format!("{path}.{key}"))?;
                 Ok(text.to_string())
             };
             let granted = body_map.get("granted").ok_or_else(|| invalid(format!("{path}.granted"), "missing required field"))?;

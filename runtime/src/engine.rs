@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::bind::{self, Facts, InputError, Strings};
+use crate::bind::{self, Facts, InputError, Routes, Strings};
 use crate::kernel;
 use crate::outcome::{self, Outcome, Trace};
 use crate::program::{Instr, Program};
@@ -114,6 +114,8 @@ pub struct Policy {
     /// The most attributes one principal kind, the context or the switches
     /// declare.
     widest_attributes: usize,
+    /// The flows a request may name.
+    routes: Routes,
 }
 
 /// Orders strings by length, then bytewise: comparing two strings of
@@ -151,10 +153,27 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Computes the flow instance id: a hash of the canonical request, so it
-/// survives a policy migration and a changed request no longer matches it.
+/// survives a policy migration and a request changed by mistake no longer
+/// matches it. Anyone can recompute it, so it is not a signature: a host
+/// that lets clients carry the state must authenticate the state itself.
 fn instance_id(request: &Json) -> String {
     let hash = Sha256::digest(serde_json::to_vec(request).unwrap_or_default());
     hex(&hash[..8])
+}
+
+/// Rejects a state with more than [`bind::MAX_EVENTS`] events.
+fn check_event_count(state: &FlowState) -> Result<(), InputError> {
+    if state.events.len() > bind::MAX_EVENTS {
+        return Err(InputError {
+            field: "events".into(),
+            message: format!(
+                "a flow state holds at most {} events, found {}",
+                bind::MAX_EVENTS,
+                state.events.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl Policy {
@@ -228,7 +247,22 @@ impl Policy {
             string_slots,
             pool_by_length,
             widest_attributes,
+            routes: Routes::Entries,
         })
+    }
+
+    /// Lets requests name every flow, including the building blocks that
+    /// other flows `run` and the flows of imported files. Test runners and
+    /// proofs use it to exercise such a flow on its own. A host that serves
+    /// requests keeps the default, under which a request names only an entry
+    /// flow ([`crate::program::Flow::entry`]).
+    pub fn reach_all_flows(&mut self) {
+        self.routes = Routes::All;
+    }
+
+    /// Returns which flows a request may name.
+    pub fn routes(&self) -> Routes {
+        self.routes
     }
 
     /// Verifies a program and prepares it for evaluation with `backend`. With
@@ -331,7 +365,7 @@ impl Policy {
     /// Validates a request and starts a flow. `default_now` (microseconds
     /// since the epoch) is the time when the request gives no `now`.
     pub fn start(&self, request: &Json, default_now: i64) -> Result<FlowState, InputError> {
-        let validated = bind::request(&self.program, request, default_now)?;
+        let validated = bind::request_with(&self.program, request, default_now, self.routes)?;
         let mut canonical = request.clone();
         if let Some(map) = canonical.as_object_mut() {
             map.entry("now")
@@ -396,7 +430,7 @@ impl Policy {
                 policy: self.digest.clone(),
             });
         }
-        let request = bind::request(&self.program, &state.request, 0)?;
+        let request = bind::request_with(&self.program, &state.request, 0, self.routes)?;
         if state.request.get("now").is_none() {
             return Err(InputError {
                 field: "now".into(),
@@ -407,9 +441,8 @@ impl Policy {
         if instance_id(&state.request) != state.instance {
             return Err(InputError {
                 field: "instance".into(),
-                message:
-                    "the flow state's instance id does not match its request; the state was altered"
-                        .into(),
+                message: "the flow state's instance id does not match its request: the request changed after the flow started"
+                    .into(),
             }
             .into());
         }
@@ -420,6 +453,7 @@ impl Policy {
             }
             .into());
         }
+        check_event_count(state)?;
         let mut validated = Vec::with_capacity(state.events.len());
         for (i, json) in state.events.iter().enumerate() {
             validated.push(bind::event(
@@ -456,6 +490,7 @@ impl Policy {
             events: Vec::new(),
             ..state.clone()
         })?;
+        check_event_count(state)?;
         let mut validated = Vec::with_capacity(state.events.len());
         for (i, json) in state.events.iter().enumerate() {
             validated.push(bind::event(

@@ -455,6 +455,10 @@ pub struct Flow {
     /// Indexes of the principal kinds the flow accepts.
     pub kinds: Vec<u32>,
     pub event: Option<String>,
+    /// Whether a request may name the flow: it has an event, or it is
+    /// declared in the root file and no flow runs it. Other flows are
+    /// building blocks, reached only with `run` after their caller's checks.
+    pub entry: bool,
     pub registers: u32,
     pub outcome_words: u32,
     /// Words of the role bitset at [`out::AWAITING`].

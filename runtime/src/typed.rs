@@ -27,7 +27,7 @@
 //! # }
 //! ```
 
-use crate::bind::{self, InputError, Value};
+use crate::bind::{self, InputError, SessionTimes, Value};
 use crate::engine::Policy;
 use crate::factor::Factor;
 use crate::program::{slot, Attribute, Program, ValueType};
@@ -138,6 +138,10 @@ pub struct RequestBuilder<'p: 'a, 's, 'a> {
     session_factors: usize,
     verified: u64,
     verified_at: [i64; Factor::COUNT],
+    /// The index and time of the earliest session factor, and the time of
+    /// the latest.
+    earliest_factor: Option<(usize, i64)>,
+    latest_factor: Option<i64>,
     /// One bit per attribute given, for the principal's kind, the context
     /// and the switches.
     given: [u64; 3],
@@ -183,6 +187,8 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
             session_factors: 0,
             verified: 0,
             verified_at: [i64::MIN; Factor::COUNT],
+            earliest_factor: None,
+            latest_factor: None,
             given: [0; 3],
             texts: [Text {
                 order: 0,
@@ -268,8 +274,8 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
                 return self;
             }
         }
-        if id.is_empty() {
-            self.fail(invalid("principal.id", "must not be empty"));
+        if let Err(error) = bind::check_identifier(id, "principal.id") {
+            self.fail(error);
         }
         self.id = id;
         self
@@ -393,6 +399,13 @@ impl<'p: 'a, 's, 'a> RequestBuilder<'p, 's, 'a> {
             self.verified |= factor.bit();
             let slot = &mut self.verified_at[factor as usize];
             *slot = (*slot).max(at);
+            if self
+                .earliest_factor
+                .is_none_or(|(_, earliest)| at < earliest)
+            {
+                self.earliest_factor = Some((index, at));
+            }
+            self.latest_factor = Some(self.latest_factor.map_or(at, |latest| latest.max(at)));
         }
         self
     }
@@ -549,26 +562,27 @@ impl<'p: 'a, 'a> RequestBuilder<'p, '_, 'a> {
         )?;
 
         let now = self.now;
-        let started = self.session_started.unwrap_or(now);
-        if !(MIN_TIME..=MAX_TIME).contains(&started) {
-            return Err(invalid(
-                "session.started_at",
-                "the time is outside the range RFC 3339 can write",
-            ));
+        for (time, field) in [
+            (self.session_started, "session.started_at"),
+            (self.last_active, "session.last_active_at"),
+        ] {
+            if time.is_some_and(|t| !(MIN_TIME..=MAX_TIME).contains(&t)) {
+                return Err(invalid(
+                    field,
+                    "the time is outside the range RFC 3339 can write",
+                ));
+            }
         }
-        if started > now {
-            return Err(invalid(
-                "session.started_at",
-                "the session starts after the request's `now`",
-            ));
-        }
-        let last_active = self.last_active.unwrap_or(started);
-        if last_active > now || last_active < started {
-            return Err(invalid(
-                "session.last_active_at",
-                "must lie between `session.started_at` and the request's `now`",
-            ));
-        }
+        let SessionTimes {
+            started,
+            last_active,
+        } = SessionTimes::new(
+            self.session_started,
+            self.last_active,
+            now,
+            self.earliest_factor,
+            self.latest_factor,
+        )?;
 
         let defaults = self.policy.switch_defaults();
         for (index, (switch, default)) in program.schema.switches.iter().zip(defaults).enumerate() {
@@ -593,7 +607,6 @@ impl<'p: 'a, 'a> RequestBuilder<'p, '_, 'a> {
 
     fn route(&self, kind: u32) -> Result<usize, InputError> {
         let program = self.program();
-        let kind_name = &program.schema.kinds[kind as usize].name;
         if self.routes_given > 1 {
             return Err(invalid("event", "give either `flow` or `event`, not both"));
         }
@@ -602,32 +615,8 @@ impl<'p: 'a, 'a> RequestBuilder<'p, '_, 'a> {
                 "flow",
                 "missing: give `flow` (a flow name) or `event` (a lifecycle event)",
             )),
-            Some(Route::Flow(name)) => {
-                let (index, flow) = program.flow(name).ok_or_else(|| {
-                    let names: Vec<&str> = program.flows.iter().map(|f| f.name.as_str()).collect();
-                    invalid(
-                        "flow",
-                        format!("unknown flow `{name}` (flows: {})", names.join(", ")),
-                    )
-                })?;
-                if !flow.kinds.contains(&kind) {
-                    return Err(invalid(
-                        "flow",
-                        format!("flow `{name}` does not accept principal kind `{kind_name}`"),
-                    ));
-                }
-                Ok(index)
-            }
-            Some(Route::Event(name)) => program
-                .flows
-                .iter()
-                .position(|f| f.event.as_deref() == Some(name) && f.kinds.contains(&kind))
-                .ok_or_else(|| {
-                    invalid(
-                        "event",
-                        format!("no flow handles event `{name}` for principal kind `{kind_name}`"),
-                    )
-                }),
+            Some(Route::Flow(name)) => bind::flow_named(program, name, kind, self.policy.routes()),
+            Some(Route::Event(name)) => bind::flow_for_event(program, name, kind),
         }
     }
 
@@ -835,6 +824,7 @@ fn check<'a>(
             Checked::Word(u64::from(bind::variant_named(program, *index, text, path)?))
         }
         (ValueType::Set(element), Input::Texts(items)) => {
+            bind::check_set_len(items.len(), &path())?;
             let mut bits = 0u64;
             for (i, item) in items.iter().enumerate() {
                 let element_path = || format!("{}[{i}]", path());

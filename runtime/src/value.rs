@@ -124,12 +124,19 @@ pub fn format_cidr(cidr: Cidr) -> String {
 }
 
 /// Parses an RFC 3339 time with any offset into microseconds since the epoch.
+/// The instant in UTC must lie in years 0000 to 9999, which RFC 3339 can
+/// write: `9999-12-31T23:59:59-01:00` is in year 10000 and is rejected.
 pub fn parse_time(text: &str) -> Result<i64, String> {
     let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
         format!("invalid time `{text}`: expected RFC 3339, e.g. `2026-12-04T10:00:00Z`")
     })?;
-    let micros = parsed.unix_timestamp_nanos() / 1_000;
-    i64::try_from(micros).map_err(|_| format!("time `{text}` is out of range"))
+    let micros = parsed.unix_timestamp_nanos().div_euclid(1_000);
+    i64::try_from(micros)
+        .ok()
+        .filter(|micros| (MIN_TIME..=MAX_TIME).contains(micros))
+        .ok_or_else(|| {
+            format!("time `{text}` is out of range: in UTC it must fall in years 0000 to 9999")
+        })
 }
 
 /// Formats microseconds since the epoch as RFC 3339 in UTC with a `Z` suffix.
@@ -261,6 +268,10 @@ mod tests {
     #[test]
     fn times_outside_rfc_3339_print_at_the_bounds() {
         assert_eq!(format_time(i64::MAX), "9999-12-31T23:59:59.999999Z");
+        assert!(parse_time("9999-12-31T23:59:59-23:00").is_err());
+        assert!(parse_time("0000-01-01T00:00:00+00:01").is_err());
+        assert_eq!(parse_time("9999-12-31T23:59:59.999999Z"), Ok(MAX_TIME));
+        assert_eq!(parse_time("0000-01-01T00:00:00Z"), Ok(MIN_TIME));
         assert_eq!(format_time(i64::MIN), "0000-01-01T00:00:00Z");
     }
 

@@ -385,6 +385,7 @@ fn probe_program_with_record(code: Vec<Instr>, registers: u32, outcome_words: u3
             name: "probe".to_string(),
             kinds: Vec::new(),
             event: None,
+            entry: true,
             registers,
             outcome_words,
             role_words: 0,

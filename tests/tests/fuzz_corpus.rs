@@ -191,7 +191,9 @@ struct BackendRun {
 }
 
 fn run_backend(program: &Program, backend: Backend, request: &Json, events: &[Json]) -> BackendRun {
-    let policy = Policy::with_backend(program.clone(), backend).expect("the program verifies");
+    let mut policy = Policy::with_backend(program.clone(), backend).expect("the program verifies");
+    // Generated requests may name a flow that another flow runs.
+    policy.reach_all_flows();
     let mut log = Vec::new();
     let mut state = match policy.start(request, DEFAULT_NOW) {
         Ok(state) => state,

@@ -114,30 +114,33 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    pub(super) fn run_cycles(&mut self, checked: &Checked) {
-        fn runs(steps: &[TStep], out: &mut Vec<(u32, Span)>) {
-            for step in steps {
-                match &step.kind {
-                    TStepKind::Run { flow } => out.push((*flow, step.span)),
-                    TStepKind::If { arms, otherwise } => {
-                        for (_, body) in arms {
-                            runs(body, out);
-                        }
-                        if let Some(o) = otherwise {
-                            runs(o, out);
-                        }
-                    }
-                    TStepKind::Exception { body, .. } => runs(body, out),
-                    _ => {}
+    /// Marks the flows a request may name: every flow with an event, and
+    /// every flow of the root file that no flow runs. A library flow or a
+    /// flow that another flow runs is reached only through its caller, so a
+    /// request cannot skip the caller's checks by naming it.
+    pub(super) fn entries(&mut self, checked: &mut Checked) {
+        let mut targets = vec![false; checked.flows.len()];
+        for flow in &checked.flows {
+            let mut out = Vec::new();
+            run_targets(&flow.body, &mut out);
+            for (target, _) in out {
+                if let Some(flag) = targets.get_mut(target as usize) {
+                    *flag = true;
                 }
             }
         }
+        for (flow, run) in checked.flows.iter_mut().zip(targets) {
+            flow.entry = flow.event.is_some() || (flow.span.file == FileId(0) && !run);
+        }
+    }
+
+    pub(super) fn run_cycles(&mut self, checked: &Checked) {
         let edges: Vec<Vec<(u32, Span)>> = checked
             .flows
             .iter()
             .map(|flow| {
                 let mut out = Vec::new();
-                runs(&flow.body, &mut out);
+                run_targets(&flow.body, &mut out);
                 out
             })
             .collect();
@@ -254,6 +257,25 @@ impl<'s, 'a> Checker<'s, 'a> {
                 break;
             }
             seen.push((index, event));
+        }
+    }
+}
+
+/// Collects the target and span of every `run` in `steps`, nested ones too.
+fn run_targets(steps: &[TStep], out: &mut Vec<(u32, Span)>) {
+    for step in steps {
+        match &step.kind {
+            TStepKind::Run { flow } => out.push((*flow, step.span)),
+            TStepKind::If { arms, otherwise } => {
+                for (_, body) in arms {
+                    run_targets(body, out);
+                }
+                if let Some(o) = otherwise {
+                    run_targets(o, out);
+                }
+            }
+            TStepKind::Exception { body, .. } => run_targets(body, out),
+            _ => {}
         }
     }
 }

@@ -10,6 +10,7 @@
 //! with the same text carries the same index. String sets have one bit per
 //! text index and the element count.
 
+use authflow_runtime::bind;
 use authflow_runtime::bind::{Facts, Value};
 use authflow_runtime::factor::Factor;
 use authflow_runtime::program::{slot, Program, Schema, ValueType};
@@ -18,10 +19,12 @@ use batsat::Lit;
 
 use super::circuit::{Circuit, Word};
 
-/// Failure counts at or above this bound are not considered.
-pub const MAX_FAILURES: u64 = 1 << 16;
-/// String set element counts at or above this bound are not considered.
-pub const MAX_SET_LEN: u64 = 1 << 16;
+/// Failure counts at or above this bound are not considered; the runtime
+/// rejects a flow state with this many events.
+pub const MAX_FAILURES: u64 = bind::MAX_EVENTS as u64 + 1;
+/// String set element counts at or above this bound are not considered; the
+/// runtime rejects a set that lists this many elements.
+pub const MAX_SET_LEN: u64 = bind::MAX_SET_ELEMENTS as u64 + 1;
 
 /// Where a request value comes from, by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,10 +168,12 @@ pub fn symbolic(
     let mut verified_at = Vec::new();
     let mut failures = Vec::new();
     for &is_verified in verified.iter().take(Factor::COUNT) {
+        // A session factor lies between the session's start and `now`, and
+        // an event's factor after the flow's start, which is later.
         let at = c.input_word(64);
-        let after_min = c.sle(&min_time, &at);
+        let after_start = c.sle(&session_started, &at);
         let before_now = c.sle(&at, &now);
-        let in_range = c.and(after_min, before_now);
+        let in_range = c.and(after_start, before_now);
         let is_never = c.eq(&at, &never);
         let ok = c.mux(is_verified, in_range, is_never);
         c.assert(ok);

@@ -1,0 +1,275 @@
+//! Requests that try to skip a check or reach past what proofs cover, each
+//! rejected with exit status 3 and a message naming the field.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A policy whose entry flow runs a building block after its own check,
+/// plus a library flow imported from the standard library.
+const POLICY: &str = r#"policy "routes" version "1"
+
+import std.step_up
+
+principal human {
+  suspended: Bool
+}
+
+flow sign_in for human on login {
+  deny "suspended" when principal.suspended
+  run second_factor
+}
+
+flow second_factor for human {
+  require password
+  allow
+}
+
+flow standalone for human {
+  require password
+  allow
+}
+
+test "the building block on its own" {
+  flow second_factor
+  principal human { id: "u-1", suspended: true }
+  session { factors: {password} }
+  at time("2026-12-04T10:00:00Z")
+  expect allow
+}
+"#;
+
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "authflow-fail-closed-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        std::fs::write(dir.join("policy.flow"), POLICY).expect("write policy");
+        Scratch { dir }
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).expect("write file");
+        path.display().to_string()
+    }
+
+    fn policy(&self) -> String {
+        self.dir.join("policy.flow").display().to_string()
+    }
+
+    /// Evaluates `request` and returns the exit status, stdout and stderr.
+    fn eval(&self, request: &str) -> (Option<i32>, String, String) {
+        let input = self.file("request.json", request);
+        let output = common::authflow(&["eval", &self.policy(), "--input", &input]);
+        (
+            output.status.code(),
+            common::stdout(&output),
+            common::stderr(&output),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn request(flow: &str, session: &str) -> String {
+    format!(
+        r#"{{"flow": "{flow}", "principal": {{"kind": "human", "id": "u-1", "suspended": true}},
+            "session": {session}, "now": "2026-12-04T10:00:00Z"}}"#
+    )
+}
+
+const PASSWORD_SESSION: &str =
+    r#"{"factors": [{"factor": "password", "at": "2026-12-04T09:59:00Z"}]}"#;
+
+#[test]
+fn routing_rejects_run_target_flow() {
+    let scratch = Scratch::new("run-target");
+    let (status, stdout, stderr) = scratch.eval(&request("second_factor", PASSWORD_SESSION));
+    assert_eq!(status, Some(3), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("flow") && stderr.contains("reached only with `run`"),
+        "{stderr}"
+    );
+
+    // The entry flow applies its own check before the building block.
+    let (status, stdout, stderr) = scratch.eval(&request("sign_in", PASSWORD_SESSION));
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains(r#""decision":"deny""#), "{stdout}");
+}
+
+#[test]
+fn routing_rejects_library_flow() {
+    let scratch = Scratch::new("library");
+    let (status, stdout, stderr) = scratch.eval(&request("step_up_aal2", PASSWORD_SESSION));
+    assert_eq!(status, Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("reached only with `run`"), "{stderr}");
+}
+
+#[test]
+fn routing_accepts_unrun_root_flow() {
+    let scratch = Scratch::new("standalone");
+    let (status, stdout, stderr) = scratch.eval(&request("standalone", PASSWORD_SESSION));
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains(r#""decision":"allow""#), "{stdout}");
+}
+
+#[test]
+fn test_blocks_reach_building_blocks() {
+    let scratch = Scratch::new("tests");
+    let output = common::authflow(&["test", &scratch.policy()]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    assert!(common::stdout(&output).contains("ok   the building block on its own"));
+}
+
+#[test]
+fn session_rejects_factor_before_start() {
+    let scratch = Scratch::new("session-start");
+    let session = r#"{"started_at": "2026-12-04T09:00:00Z",
+        "factors": [{"factor": "password", "at": "2026-12-04T08:59:59Z"}]}"#;
+    let (status, stdout, stderr) = scratch.eval(&request("standalone", session));
+    assert_eq!(status, Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("session.factors[0].at"), "{stderr}");
+}
+
+#[test]
+fn session_start_defaults_to_earliest_factor() {
+    let policy = r#"policy "age" version "1"
+principal human {}
+flow sign_in for human on login {
+  deny "session too old" when session.age > 12h
+  deny "idle too long" when session.idle > 1h
+  require password
+  allow
+}
+"#;
+    let scratch = Scratch::new("session-age");
+    let path = scratch.file("age.flow", policy);
+    let request = scratch.file(
+        "old.json",
+        r#"{"event": "login", "principal": {"kind": "human", "id": "u-1"},
+            "session": {"factors": [{"factor": "password", "at": "2025-01-01T00:00:00Z"}]},
+            "now": "2026-12-04T10:00:00Z"}"#,
+    );
+    let output = common::authflow(&["eval", &path, "--input", &request]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    assert!(
+        common::stdout(&output).contains("session too old"),
+        "{}",
+        common::stdout(&output)
+    );
+
+    // A recent factor is recent activity, so the session is not idle.
+    let request = scratch.file(
+        "recent.json",
+        r#"{"event": "login", "principal": {"kind": "human", "id": "u-1"},
+            "session": {"factors": [{"factor": "totp", "at": "2026-12-04T01:00:00Z"},
+                                    {"factor": "password", "at": "2026-12-04T09:59:00Z"}]},
+            "now": "2026-12-04T10:00:00Z"}"#,
+    );
+    let output = common::authflow(&["eval", &path, "--input", &request]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    assert!(
+        common::stdout(&output).contains(r#""decision":"allow""#),
+        "{}",
+        common::stdout(&output)
+    );
+}
+
+#[test]
+fn time_past_year_9999_rejected() {
+    let scratch = Scratch::new("time-range");
+    let text = r#"{"flow": "standalone", "principal": {"kind": "human", "id": "u-1", "suspended": false},
+        "now": "9999-12-31T23:59:59-23:00"}"#;
+    let (status, stdout, stderr) = scratch.eval(text);
+    assert_eq!(status, Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("out of range"), "{stderr}");
+}
+
+#[test]
+fn set_over_proof_bound_rejected() {
+    let policy = r#"policy "sets" version "1"
+principal human { roles: Set<String> }
+flow sign_in for human on login {
+  if principal.roles.len() >= 3 { allow }
+  deny "few roles"
+}
+"#;
+    let scratch = Scratch::new("set-size");
+    let path = scratch.file("sets.flow", policy);
+    let roles: Vec<String> = (0..65_536).map(|i| format!("\"r{i}\"")).collect();
+    let request = scratch.file(
+        "big.json",
+        &format!(
+            r#"{{"event": "login", "principal": {{"kind": "human", "id": "u-1", "roles": [{}]}}, "now": "2026-12-04T10:00:00Z"}}"#,
+            roles.join(",")
+        ),
+    );
+    let output = common::authflow(&["eval", &path, "--input", &request]);
+    assert_eq!(output.status.code(), Some(3), "{}", common::stdout(&output));
+    let stderr = common::stderr(&output);
+    assert!(
+        stderr.contains("principal.roles") && stderr.contains("65535"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn closed_stderr_keeps_exit_status() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authflow"))
+        .args(["check", "tests/imports/missing.flow"])
+        .current_dir(common::root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("authflow runs");
+    // Close the read end before the program writes its diagnostics.
+    drop(child.stderr.take());
+    let status = child.wait().expect("authflow exits");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a broken pipe on stderr changed the exit status"
+    );
+}
+
+#[test]
+fn ids_with_invisible_characters_rejected() {
+    let scratch = Scratch::new("ids");
+    for id in [
+        "",
+        " ",
+        "u-1 ",
+        " u-1",
+        "u-1\\u200b",
+        "u\\u00ad-1",
+        "u-1\\n",
+    ] {
+        let text = format!(
+            r#"{{"flow": "standalone", "principal": {{"kind": "human", "id": "{id}", "suspended": false}},
+                "now": "2026-12-04T10:00:00Z"}}"#
+        );
+        let (status, stdout, stderr) = scratch.eval(&text);
+        assert_eq!(status, Some(3), "id {id:?}: {stdout}{stderr}");
+        assert!(stderr.contains("principal.id"), "id {id:?}: {stderr}");
+    }
+    // Letters of any script are ids like any other.
+    let text = r#"{"flow": "standalone", "principal": {"kind": "human", "id": "usuário-1", "suspended": false},
+        "session": {"factors": [{"factor": "password", "at": "2026-12-04T09:59:00Z"}]},
+        "now": "2026-12-04T10:00:00Z"}"#;
+    let (status, stdout, stderr) = scratch.eval(text);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains(r#""decision":"allow""#), "{stdout}");
+}
