@@ -449,7 +449,12 @@ fn build(path: &Path, output: Option<PathBuf>, emit: Option<Stage>) -> u8 {
 fn read_json(path: &Path) -> Result<Json, u8> {
     let text = read_source(path).map_err(|error| {
         err!("error: cannot read `{}`: {error}", path.display());
-        EXIT_USAGE
+        // A file that opens but is too large or not UTF-8 is invalid input.
+        if path.is_file() {
+            EXIT_INPUT
+        } else {
+            EXIT_USAGE
+        }
     })?;
     authflow_runtime::json::parse(&text).map_err(|message| {
         err!("error: invalid input in `{}`: {message}", path.display());
@@ -602,7 +607,7 @@ fn resume(
 ) -> u8 {
     let policy = try_status!(load_policy(path));
     let stored = try_status!(read_json(state_path));
-    let mut state: FlowState = match serde_json::from_value(stored) {
+    let mut state = match FlowState::from_json(stored) {
         Ok(state) => state,
         Err(error) => {
             err!(

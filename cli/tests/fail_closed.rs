@@ -273,3 +273,52 @@ fn ids_with_invisible_characters_rejected() {
     assert_eq!(status, Some(0), "{stderr}");
     assert!(stdout.contains(r#""decision":"allow""#), "{stdout}");
 }
+
+#[test]
+fn state_as_array_rejected() {
+    let scratch = Scratch::new("state-array");
+    let input = scratch.file("request.json", &request("standalone", PASSWORD_SESSION));
+    let state = scratch.dir.join("state.json").display().to_string();
+    let output = common::authflow(&[
+        "eval",
+        &scratch.policy(),
+        "--input",
+        &input,
+        "--state-out",
+        &state,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state written"))
+            .expect("state is JSON");
+    let fields = ["policy", "flow", "instance", "request", "events"];
+    let array: Vec<serde_json::Value> = fields.iter().map(|f| stored[*f].clone()).collect();
+    let array_state = scratch.file("array.json", &serde_json::Value::from(array).to_string());
+    let output = common::authflow(&["resume", &scratch.policy(), "--state", &array_state]);
+    assert_eq!(output.status.code(), Some(3), "{}", common::stdout(&output));
+    assert!(
+        common::stderr(&output).contains("a flow state is a JSON object"),
+        "{}",
+        common::stderr(&output)
+    );
+}
+
+#[test]
+fn input_not_utf8_is_invalid_input() {
+    let scratch = Scratch::new("utf8");
+    let path = scratch.dir.join("latin1.json");
+    std::fs::write(&path, b"{\"flow\": \"standalone\xe9\"}").expect("write input");
+    let output = common::authflow(&[
+        "eval",
+        &scratch.policy(),
+        "--input",
+        &path.display().to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", common::stderr(&output));
+    assert!(common::stderr(&output).contains("not valid UTF-8"));
+
+    let missing = scratch.dir.join("missing.json").display().to_string();
+    let output = common::authflow(&["eval", &scratch.policy(), "--input", &missing]);
+    assert_eq!(output.status.code(), Some(2), "{}", common::stderr(&output));
+}

@@ -144,7 +144,7 @@ pub struct Facts {
     pub approvers: Vec<(String, usize)>,
 }
 
-fn kind_of(value: &Json) -> &'static str {
+pub(crate) fn kind_of(value: &Json) -> &'static str {
     match value {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
@@ -314,7 +314,7 @@ pub fn value(
         }
         ValueType::Set(element) => {
             let items = json.as_array().ok_or_else(mismatch)?;
-            check_set_len(items.len(), field)?;
+            check_set_len(items.len(), || field.to_string())?;
             let mut elements = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let path = format!("{field}[{i}]");
@@ -719,10 +719,12 @@ fn is_format_char(c: char) -> bool {
 }
 
 /// Rejects a set that lists more than [`MAX_SET_ELEMENTS`] elements.
-pub(crate) fn check_set_len(len: usize, field: &str) -> Result<(), InputError> {
+/// `field` names the set and is called only on error, so a valid set costs
+/// no allocation.
+pub(crate) fn check_set_len(len: usize, field: impl FnOnce() -> String) -> Result<(), InputError> {
     if len > MAX_SET_ELEMENTS {
         return Err(invalid(
-            field,
+            field(),
             format!("a set lists at most {MAX_SET_ELEMENTS} elements, found {len}"),
         ));
     }

@@ -73,6 +73,26 @@ pub struct FlowState {
     pub events: Vec<Json>,
 }
 
+impl FlowState {
+    /// Reads a stored state, which must be a JSON object with exactly the
+    /// keys of [`FlowState`]. An array of the same values is rejected.
+    pub fn from_json(json: Json) -> Result<FlowState, InputError> {
+        if !json.is_object() {
+            return Err(InputError {
+                field: String::new(),
+                message: format!(
+                    "a flow state is a JSON object, found {}",
+                    bind::kind_of(&json)
+                ),
+            });
+        }
+        serde_json::from_value(json).map_err(|error| InputError {
+            field: String::new(),
+            message: error.to_string(),
+        })
+    }
+}
+
 /// The on-disk form of a compiled policy: the program and its digest.
 #[derive(Serialize, Deserialize)]
 struct Bytecode {

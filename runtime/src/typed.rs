@@ -824,7 +824,7 @@ fn check<'a>(
             Checked::Word(u64::from(bind::variant_named(program, *index, text, path)?))
         }
         (ValueType::Set(element), Input::Texts(items)) => {
-            bind::check_set_len(items.len(), &path())?;
+            bind::check_set_len(items.len(), path)?;
             let mut bits = 0u64;
             for (i, item) in items.iter().enumerate() {
                 let element_path = || format!("{}[{i}]", path());

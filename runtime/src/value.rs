@@ -83,8 +83,11 @@ pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
     } else {
         (128, 0)
     };
-    let valid_digits =
-        !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit());
+    // Decimal digits without a leading zero, as in the address itself.
+    let valid_digits = !prefix.is_empty()
+        && prefix.len() <= 3
+        && prefix.bytes().all(|b| b.is_ascii_digit())
+        && (prefix == "0" || !prefix.starts_with('0'));
     let length: u8 = prefix
         .parse()
         .ok()
@@ -243,6 +246,8 @@ mod tests {
             .unwrap_err()
             .contains("exceeds 32"));
         assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("host bits"));
+        assert!(parse_cidr("10.0.0.0/08").is_err());
+        assert!(parse_cidr("::/00").is_err());
         let block = parse_cidr("10.0.0.0/8").unwrap();
         assert!(block.contains(parse_ip("10.200.1.1").unwrap()));
         assert!(!block.contains(parse_ip("11.0.0.1").unwrap()));

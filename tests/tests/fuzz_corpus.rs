@@ -147,7 +147,10 @@ fn check_input_binding(policy: &Policy, data: &[u8]) {
 }
 
 fn check_state_resume(policy: &Policy, data: &[u8]) {
-    let Ok(state) = serde_json::from_slice::<FlowState>(data) else {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(state) = FlowState::from_json(json) else {
         return;
     };
     check_state(policy, &state);

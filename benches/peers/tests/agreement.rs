@@ -1,6 +1,6 @@
 //! Checks that every engine reaches the same outcome on the benchmark inputs
-//! and on a sweep of the input space, and that authflow's decision kernel
-//! allocates nothing.
+//! and on a sweep of the input space, and that authflow's typed binding and
+//! decision kernel allocate nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -186,6 +186,22 @@ fn authflow_kernel_allocates_nothing() {
         for case in benchmark_cases() {
             let mut input = authflow.input(&case.request);
             let before = allocations();
+            let outcome = authflow.decide(&mut input);
+            let after = allocations();
+            assert_eq!(outcome, case.expected, "{} with {backend:?}", case.name);
+            assert_eq!(after - before, 0, "{} with {backend:?}", case.name);
+        }
+    }
+}
+
+#[test]
+fn authflow_typed_binding_allocates_nothing() {
+    for backend in [Backend::Native, Backend::Bytecode] {
+        let authflow = Authflow::new(backend);
+        for case in benchmark_cases() {
+            let mut input = authflow.input(&case.request);
+            let before = allocations();
+            input.flow = authflow.bind(&case.request, &mut input.scratch);
             let outcome = authflow.decide(&mut input);
             let after = allocations();
             assert_eq!(outcome, case.expected, "{} with {backend:?}", case.name);
