@@ -256,6 +256,12 @@ fn ids_with_invisible_characters_rejected() {
         "u-1\\u200b",
         "u\\u00ad-1",
         "u-1\\n",
+        "u\\u00a01",
+        "u1\\u034f",
+        "u1\\ufe0f",
+        "\\u3164",
+        "\\u2800",
+        "\\u0301",
     ] {
         let text = format!(
             r#"{{"flow": "standalone", "principal": {{"kind": "human", "id": "{id}", "suspended": false}},
@@ -321,4 +327,30 @@ fn input_not_utf8_is_invalid_input() {
     let missing = scratch.dir.join("missing.json").display().to_string();
     let output = common::authflow(&["eval", &scratch.policy(), "--input", &missing]);
     assert_eq!(output.status.code(), Some(2), "{}", common::stderr(&output));
+}
+
+/// Forty levels of flows that each run the next level twice: 2^40 inlined
+/// steps. The checker must report the expansion from per-flow counts
+/// instead of walking every path, which would not finish.
+#[test]
+fn nested_runs_report_expansion_quickly() {
+    let mut policy = String::from(
+        "policy \"nested\" version \"1\"\nprincipal human {}\nflow f0 for human on login {\n  run f1\n  run f1\n}\n",
+    );
+    for level in 1..40 {
+        let body = if level < 39 {
+            format!("  run f{next}\n  run f{next}\n", next = level + 1)
+        } else {
+            "  require password\n".to_string()
+        };
+        policy.push_str(&format!(
+            "flow f{level} for human {{\n  deny \"late\" when session.age > {level}s\n{body}}}\n"
+        ));
+    }
+    let scratch = Scratch::new("nested-runs");
+    let path = scratch.file("nested.flow", &policy);
+    let output = common::authflow(&["check", &path]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = common::stderr(&output);
+    assert!(stderr.contains("flow `f0` expands to"), "{stderr}");
 }

@@ -6,6 +6,7 @@
 //! selected, steps after a step that always decides, flows that can end
 //! without a decision, and unused constants and switches.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 
 use authflow_runtime::factor::Factor;
@@ -342,6 +343,11 @@ struct Checker<'s, 'a> {
     consts: Vec<ConstState>,
     used_consts: HashSet<u32>,
     used_switches: HashSet<u32>,
+    /// Whether each flow reached by `run` always decides, by flow index, so
+    /// that nested `run` steps are followed once per flow, not once per path.
+    run_terminates: RefCell<HashMap<u32, bool>>,
+    /// How many times a termination walk stopped at a `run` cycle.
+    cycle_cuts: Cell<u32>,
 }
 
 /// Checks every declaration in `scope`. `sources` holds the text of each
@@ -355,6 +361,8 @@ pub fn check(scope: &Scope<'_>, sources: &[&str], diagnostics: &mut Vec<Diagnost
         consts: vec![ConstState::Pending; scope.consts.len()],
         used_consts: HashSet::new(),
         used_switches: HashSet::new(),
+        run_terminates: RefCell::new(HashMap::new()),
+        cycle_cuts: Cell::new(0),
     };
     checker.program()
 }
@@ -447,12 +455,12 @@ impl<'s, 'a> Checker<'s, 'a> {
         let cyclic = self.diagnostics[errors_before..]
             .iter()
             .any(|d| d.is_error());
-        if !cyclic {
-            self.expansion_limits(&checked);
-        }
+        // The path lints follow `run` into its targets along every path, so
+        // they run only when every flow's expansion is within the limit.
+        let expandable = cyclic || self.expansion_limits(&checked);
         self.routes(&checked);
         for flow in &checked.flows {
-            self.flow_warnings(flow, &checked);
+            self.flow_warnings(flow, &checked, expandable);
         }
         for test in &scope.tests {
             let checked_test = self.test(test, &checked);

@@ -670,52 +670,72 @@ pub const MAX_EVENTS: usize = 65_535;
 
 /// Checks a principal id, an approver or an approval role. Ids are compared
 /// byte for byte, so text that displays like another id must not pass. An
-/// id is not empty, has no whitespace at either end, and has no control or
-/// invisible formatting characters (zero-width spaces, direction marks).
+/// id is not empty, has no whitespace at either end and none but the ASCII
+/// space inside, no control or invisible characters, and does not start
+/// with a combining mark.
 pub(crate) fn check_identifier(text: &str, field: &str) -> Result<(), InputError> {
     let message = if text.is_empty() {
         "must not be empty"
     } else if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
         "must not start or end with whitespace"
-    } else if text.chars().any(|c| c.is_control() || is_format_char(c)) {
-        "must not contain control or invisible formatting characters"
+    } else if text.chars().any(|c| c.is_whitespace() && c != ' ') {
+        "must not contain whitespace other than the space character"
+    } else if text.chars().any(|c| c.is_control() || is_invisible(c)) {
+        "must not contain control or invisible characters"
+    } else if text.chars().next().is_some_and(is_combining_mark) {
+        "must not start with a combining mark"
     } else {
         return Ok(());
     };
     Err(invalid(field, message))
 }
 
-/// Returns whether `c` is in Unicode's general category Cf (format) as of
-/// Unicode 15.1. These characters change how neighbours display but show
-/// nothing themselves.
-fn is_format_char(c: char) -> bool {
-    const FORMAT: [(u32, u32); 21] = [
+/// Returns whether `c` shows nothing by itself: Unicode's format characters
+/// (general category Cf) and default ignorable code points as of Unicode
+/// 15.1, such as zero-width spaces, direction marks, variation selectors and
+/// Hangul fillers, and the blank Braille pattern.
+fn is_invisible(c: char) -> bool {
+    const INVISIBLE: [(u32, u32); 26] = [
         (0x00AD, 0x00AD),
+        (0x034F, 0x034F),
         (0x0600, 0x0605),
         (0x061C, 0x061C),
         (0x06DD, 0x06DD),
         (0x070F, 0x070F),
         (0x0890, 0x0891),
         (0x08E2, 0x08E2),
-        (0x180E, 0x180E),
+        (0x115F, 0x1160),
+        (0x17B4, 0x17B5),
+        (0x180B, 0x180F),
         (0x200B, 0x200F),
         (0x202A, 0x202E),
-        (0x2060, 0x2064),
-        (0x2066, 0x206F),
+        (0x2060, 0x206F),
+        (0x2800, 0x2800),
+        (0x3164, 0x3164),
+        (0xFE00, 0xFE0F),
         (0xFEFF, 0xFEFF),
-        (0xFFF9, 0xFFFB),
+        (0xFFA0, 0xFFA0),
+        (0xFFF0, 0xFFFB),
         (0x110BD, 0x110BD),
         (0x110CD, 0x110CD),
         (0x13430, 0x1343F),
         (0x1BCA0, 0x1BCA3),
         (0x1D173, 0x1D17A),
-        (0xE0001, 0xE0001),
-        (0xE0020, 0xE007F),
+        (0xE0000, 0xE0FFF),
     ];
     let code = u32::from(c);
-    FORMAT
+    INVISIBLE
         .iter()
         .any(|&(first, last)| (first..=last).contains(&code))
+}
+
+/// Returns whether `c` is in one of the blocks of combining diacritical
+/// marks, which attach to the character before them.
+fn is_combining_mark(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F
+    )
 }
 
 /// Rejects a set that lists more than [`MAX_SET_ELEMENTS`] elements.

@@ -57,12 +57,22 @@ impl<'s, 'a> Checker<'s, 'a> {
                 let Some(&index) = self.scope.flow_index.get(&flow.name) else {
                     return false;
                 };
+                if let Some(&known) = self.run_terminates.borrow().get(&index) {
+                    return known;
+                }
                 if visiting.contains(&index) {
+                    self.cycle_cuts.set(self.cycle_cuts.get() + 1);
                     return false;
                 }
+                let cuts = self.cycle_cuts.get();
                 visiting.push(index);
                 let result = self.ast_terminates(&self.scope.flows[index as usize].body, visiting);
                 visiting.pop();
+                // A result that stopped at a `run` cycle depends on where the
+                // walk started, so only results without a cut are kept.
+                if self.cycle_cuts.get() == cuts {
+                    self.run_terminates.borrow_mut().insert(index, result);
+                }
                 result
             }
             _ => false,
@@ -71,7 +81,8 @@ impl<'s, 'a> Checker<'s, 'a> {
 
     /// Reports flows whose `run` steps inline more than [`MAX_INLINED_STEPS`]
     /// steps: each `run` copies the target's steps, so sizes multiply.
-    pub(super) fn expansion_limits(&mut self, checked: &Checked) {
+    /// Returns whether every flow is within the limit.
+    pub(super) fn expansion_limits(&mut self, checked: &Checked) -> bool {
         fn size(steps: &[TStep], flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
             steps.iter().fold(0u64, |total, step| {
                 let own = match &step.kind {
@@ -99,9 +110,11 @@ impl<'s, 'a> Checker<'s, 'a> {
             total
         }
         let mut memo = vec![None; checked.flows.len()];
+        let mut within = true;
         for (index, flow) in checked.flows.iter().enumerate() {
             let total = flow_size(index, &checked.flows, &mut memo);
             if total > MAX_INLINED_STEPS {
+                within = false;
                 self.error(
                     Diagnostic::error(
                         format!("flow `{}` expands to {total} steps through `run`; the limit is {MAX_INLINED_STEPS}", flow.name),
@@ -112,6 +125,7 @@ impl<'s, 'a> Checker<'s, 'a> {
                 );
             }
         }
+        within
     }
 
     /// Marks the flows a request may name: every flow with an event, and

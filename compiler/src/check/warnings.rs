@@ -4,7 +4,14 @@
 use super::*;
 
 impl<'s, 'a> Checker<'s, 'a> {
-    pub(super) fn flow_warnings(&mut self, flow: &CheckedFlow, checked: &Checked) {
+    /// Reports the warnings of one flow; `follow_runs` enables the lints
+    /// that walk every path through the targets of `run`.
+    pub(super) fn flow_warnings(
+        &mut self,
+        flow: &CheckedFlow,
+        checked: &Checked,
+        follow_runs: bool,
+    ) {
         self.block_warnings(&flow.body);
         let index = checked
             .flows
@@ -23,7 +30,9 @@ impl<'s, 'a> Checker<'s, 'a> {
             factor_required: false,
             switches: Vec::new(),
         };
-        self.lint_steps(&flow.body, &mut path, elevated, checked, &mut vec![index]);
+        if follow_runs {
+            self.lint_steps(&flow.body, &mut path, elevated, checked, &mut vec![index]);
+        }
         if !self.terminates(&flow.body, &mut Vec::new()) {
             self.diagnostics.push(
                 Diagnostic::warning(
