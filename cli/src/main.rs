@@ -858,22 +858,18 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
         state,
     } in &recorded
     {
-        let state = match policy.migrate(state) {
-            Ok(state) => state,
-            Err(error) => {
-                err!("error: {location}: the recorded input does not fit the candidate policy: {error}");
-                return EXIT_INPUT;
+        // An input the candidate rejects is a change like any other: the
+        // host would answer it with an error instead of a decision.
+        let after = match policy
+            .migrate(state)
+            .and_then(|state| policy.evaluate(&state, false))
+        {
+            Ok(candidate_outcome) => {
+                decision_summary(&serde_json::to_value(&candidate_outcome).unwrap_or(Json::Null))
             }
-        };
-        let candidate_outcome = match policy.evaluate(&state, false) {
-            Ok(candidate_outcome) => serde_json::to_value(&candidate_outcome).unwrap_or(Json::Null),
-            Err(error) => {
-                err!("error: {location}: {error}");
-                return EXIT_INPUT;
-            }
+            Err(_) => "rejected as invalid input".to_string(),
         };
         let before = decision_summary(outcome);
-        let after = decision_summary(&candidate_outcome);
         if before != after {
             let entry = changes
                 .entry((before, after))
@@ -1081,6 +1077,12 @@ fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
             .collect(),
     };
     let mut differences = 0;
+    if only.is_none() {
+        for change in authflow_compiler::prove::route_changes(old.program(), new.program()) {
+            differences += 1;
+            out!("route: {change}");
+        }
+    }
     for name in &flows {
         if old.program().flow(name).is_none() || new.program().flow(name).is_none() {
             err!("error: flow `{name}` is not in both policies");

@@ -450,3 +450,60 @@ fn backends_print_identical_outcomes() {
     };
     assert_eq!(run("native"), run("bytecode"));
 }
+
+#[test]
+fn diff_reports_route_changes() {
+    let dir = scratch("diff-routes");
+    let old = "policy \"r\" version \"1\"\nprincipal human {}\n\
+        flow lockdown for human on login {\n  deny \"sign-in disabled\"\n}\n\
+        flow open for human on ping {\n  allow\n}\n";
+    let swapped = old
+        .replace("lockdown for human on login", "lockdown for human on ping")
+        .replace("open for human on ping", "open for human on login");
+    let output = common::authflow(&[
+        "diff",
+        &write(&dir, "old.flow", old),
+        &write(&dir, "swapped.flow", &swapped),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    let report = common::stdout(&output);
+    assert!(
+        report.contains("route: event `login` for kind `human`: flow `lockdown` → flow `open`"),
+        "{report}"
+    );
+    assert!(
+        report.contains("route: event `ping` for kind `human`: flow `open` → flow `lockdown`"),
+        "{report}"
+    );
+
+    // Traffic recorded under the old routes, replayed under the swapped ones.
+    let old_path = write(&dir, "old.flow", old);
+    let request = write(
+        &dir,
+        "login.json",
+        r#"{"event": "login", "principal": {"kind": "human", "id": "u-1"}, "now": "2026-12-04T10:00:00Z"}"#,
+    );
+    let output = common::authflow(&["eval", &old_path, "--input", &request, "--trace"]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let traces = write(&dir, "traces.jsonl", &common::stdout(&output));
+    let swapped_path = write(&dir, "swapped.flow", &swapped);
+    let output = common::authflow(&["replay", "--candidate", &swapped_path, &traces]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let report = common::stdout(&output);
+    assert!(report.contains("0 unchanged, 1 changed"), "{report}");
+    assert!(report.contains("→ allow"), "{report}");
+
+    let added = format!("{old}flow recover for human {{\n  allow\n}}\n");
+    let output = common::authflow(&[
+        "diff",
+        &write(&dir, "old.flow", old),
+        &write(&dir, "added.flow", &added),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", common::stderr(&output));
+    assert!(
+        common::stdout(&output)
+            .contains("route: requests for kind `human` may now name flow `recover`"),
+        "{}",
+        common::stdout(&output)
+    );
+}

@@ -41,7 +41,10 @@ mod circuit;
 mod condition;
 mod kernel;
 mod request;
+mod routes;
 mod witness;
+
+pub use routes::{route_changes, RouteChange};
 
 use std::collections::BTreeSet;
 

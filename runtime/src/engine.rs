@@ -437,8 +437,10 @@ impl Policy {
     pub fn migrate(&self, state: &FlowState) -> Result<FlowState, EvalError> {
         let mut next = state.clone();
         next.policy = self.digest.clone();
-        let facts = self.facts(&next)?;
-        next.flow = self.program.flows[facts.request.flow].name.clone();
+        // The request may route to another flow under this policy.
+        let request = bind::request_with(&self.program, &next.request, 0, self.routes)?;
+        next.flow = self.program.flows[request.flow].name.clone();
+        self.facts(&next)?;
         Ok(next)
     }
 
