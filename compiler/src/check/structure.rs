@@ -132,19 +132,44 @@ impl<'s, 'a> Checker<'s, 'a> {
     /// every flow of the root file that no flow runs. A library flow or a
     /// flow that another flow runs is reached only through its caller, so a
     /// request cannot skip the caller's checks by naming it.
+    /// A flow with an event that another flow also runs gets a warning:
+    /// requests for its event reach it without the caller's checks.
     pub(super) fn entries(&mut self, checked: &mut Checked) {
-        let mut targets = vec![false; checked.flows.len()];
-        for flow in &checked.flows {
+        // The first flow that runs each flow, if any.
+        let mut callers: Vec<Option<usize>> = vec![None; checked.flows.len()];
+        for (caller, flow) in checked.flows.iter().enumerate() {
             let mut out = Vec::new();
             run_targets(&flow.body, &mut out);
             for (target, _) in out {
-                if let Some(flag) = targets.get_mut(target as usize) {
-                    *flag = true;
+                if let Some(slot) = callers.get_mut(target as usize) {
+                    slot.get_or_insert(caller);
                 }
             }
         }
-        for (flow, run) in checked.flows.iter_mut().zip(targets) {
-            flow.entry = flow.event.is_some() || (flow.span.file == FileId(0) && !run);
+        for (index, caller) in callers.iter().enumerate() {
+            let flow = &checked.flows[index];
+            let (Some(caller), Some(event)) = (caller, &flow.event) else {
+                continue;
+            };
+            let span = self.scope.flows[index]
+                .event
+                .as_ref()
+                .map_or(flow.span, |e| e.span);
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    format!(
+                        "flow `{}` handles event `{event}` and is also run by `{}`",
+                        flow.name, checked.flows[*caller].name
+                    ),
+                    span,
+                )
+                .with_label("requests for this event skip the checks of the flows that run it")
+                .with_help("remove `on` to make the flow a building block, or keep the checks inside it"),
+            );
+        }
+        for (flow, caller) in checked.flows.iter_mut().zip(callers) {
+            flow.entry =
+                flow.event.is_some() || (flow.span.file == FileId(0) && caller.is_none());
         }
     }
 
