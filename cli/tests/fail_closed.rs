@@ -354,3 +354,65 @@ fn nested_runs_report_expansion_quickly() {
     let stderr = common::stderr(&output);
     assert!(stderr.contains("flow `f0` expands to"), "{stderr}");
 }
+
+/// An operator's switch change reaches a flow that started before it: the
+/// host appends an `update` event that sets the switch.
+#[test]
+fn switch_update_reaches_flow_in_progress() {
+    let policy = r#"policy "lockdown" version "1"
+principal human {}
+switch lockdown: Bool = false
+flow grant for human on access {
+  deny "lockdown in effect" when lockdown
+  approve by manager within 3d
+  allow
+}
+"#;
+    let scratch = Scratch::new("switch-update");
+    let path = scratch.file("lockdown.flow", policy);
+    let request = scratch.file(
+        "request.json",
+        r#"{"event": "access", "principal": {"kind": "human", "id": "u-1"}, "now": "2026-12-04T10:00:00Z"}"#,
+    );
+    let lockdown = scratch.file(
+        "lockdown.json",
+        r#"{"update": {"switches": {"lockdown": true}, "at": "2026-12-04T11:00:00Z"}}"#,
+    );
+    let approval = scratch.file(
+        "approval.json",
+        r#"{"approval": {"role": "manager", "approver": "m-1", "granted": true, "at": "2026-12-04T12:00:00Z"}}"#,
+    );
+    let output = common::authflow(&[
+        "eval", &path, "--input", &request, "--event", &lockdown, "--event", &approval,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", common::stderr(&output));
+    let outcomes: Vec<String> = common::stdout(&output).lines().map(String::from).collect();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(
+        outcomes[0].contains(r#""decision":"pending""#),
+        "{}",
+        outcomes[0]
+    );
+    assert!(
+        outcomes[1].contains("lockdown in effect"),
+        "{}",
+        outcomes[1]
+    );
+    assert!(
+        outcomes[2].contains("lockdown in effect"),
+        "{}",
+        outcomes[2]
+    );
+
+    let unknown = scratch.file(
+        "unknown.json",
+        r#"{"update": {"switches": {"lockdwn": true}, "at": "2026-12-04T11:00:00Z"}}"#,
+    );
+    let output = common::authflow(&["eval", &path, "--input", &request, "--event", &unknown]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        common::stderr(&output).contains("events[0].update.switches.lockdwn"),
+        "{}",
+        common::stderr(&output)
+    );
+}

@@ -99,6 +99,8 @@ pub enum Event {
     Update {
         principal: Vec<(usize, Option<Value>)>,
         context: Vec<(usize, Option<Value>)>,
+        /// Switch values by index; `None` restores the default.
+        switches: Vec<(usize, Option<Value>)>,
         at: i64,
     },
 }
@@ -625,6 +627,39 @@ pub(crate) fn flow_for_event(
         })
 }
 
+/// Validates the switches an `update` event sets. `null` restores a
+/// switch's default.
+fn switch_updates(
+    program: &Program,
+    given: &serde_json::Map<String, Json>,
+    path: &str,
+) -> Result<Vec<(usize, Option<Value>)>, InputError> {
+    let declared = &program.schema.switches;
+    given
+        .iter()
+        .map(|(key, json)| {
+            let field = format!("{path}.switches.{key}");
+            let index = declared
+                .iter()
+                .position(|s| s.name == *key)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
+                    invalid(
+                        &field,
+                        format!("unknown switch (declared: {})", names.join(", ")),
+                    )
+                })?;
+            let switch = &declared[index];
+            let source = if json.is_null() {
+                &switch.default
+            } else {
+                json
+            };
+            Ok((index, value(program, source, &switch.ty, &field)?))
+        })
+        .collect()
+}
+
 fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>, InputError> {
     let empty = serde_json::Map::new();
     let given = match json {
@@ -918,7 +953,7 @@ pub fn event(
             Ok(Event::Approval { role: text("role")?, approver: text("approver")?, granted, at: at_of(body_map)? })
         }
         "update" => {
-            reject_unknown_keys(body_map, &["principal", "context", "at"], &path)?;
+            reject_unknown_keys(body_map, &["principal", "context", "switches", "at"], &path)?;
             let at = at_of(body_map)?;
             let mut principal = Vec::new();
             if let Some(json) = body_map.get("principal") {
@@ -936,10 +971,14 @@ pub fn event(
                 let partial = object(json, &format!("{path}.context"))?;
                 context = attributes(program, partial, &program.schema.context, &format!("{path}.context"), &[], false)?;
             }
-            if principal.is_empty() && context.is_empty() {
-                return Err(invalid(path, "an update must set at least one `principal` or `context` attribute"));
+            let mut switches = Vec::new();
+            if let Some(json) = body_map.get("switches") {
+                switches = switch_updates(program, object(json, &format!("{path}.switches"))?, &path)?;
             }
-            Ok(Event::Update { principal, context, at })
+            if principal.is_empty() && context.is_empty() && switches.is_empty() {
+                return Err(invalid(path, "an update must set at least one `principal` or `context` attribute or switch"));
+            }
+            Ok(Event::Update { principal, context, switches, at })
         }
         other => Err(invalid(
             format!("{field}.{other}"),
@@ -1037,13 +1076,19 @@ impl Facts {
                 }
             }
             Event::Update {
-                principal, context, ..
+                principal,
+                context,
+                switches,
+                ..
             } => {
                 for (index, value) in principal {
                     self.request.principal[*index] = value.clone();
                 }
                 for (index, value) in context {
                     self.request.context[*index] = value.clone();
+                }
+                for (index, value) in switches {
+                    self.request.switches[*index] = value.clone();
                 }
             }
         }
