@@ -164,12 +164,13 @@ impl<'s, 'a> Checker<'s, 'a> {
                     span,
                 )
                 .with_label("requests for this event skip the checks of the flows that run it")
-                .with_help("remove `on` to make the flow a building block, or keep the checks inside it"),
+                .with_help(
+                    "remove `on` to make the flow a building block, or keep the checks inside it",
+                ),
             );
         }
         for (flow, caller) in checked.flows.iter_mut().zip(callers) {
-            flow.entry =
-                flow.event.is_some() || (flow.span.file == FileId(0) && caller.is_none());
+            flow.entry = flow.event.is_some() || (flow.span.file == FileId(0) && caller.is_none());
         }
     }
 
