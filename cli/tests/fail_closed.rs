@@ -262,6 +262,7 @@ fn ids_with_invisible_characters_rejected() {
         "\\u3164",
         "\\u2800",
         "\\u0301",
+        "jose\\u0301",
     ] {
         let text = format!(
             r#"{{"flow": "standalone", "principal": {{"kind": "human", "id": "{id}", "suspended": false}},

@@ -706,8 +706,9 @@ pub const MAX_EVENTS: usize = 65_535;
 /// Checks a principal id, an approver or an approval role. Ids are compared
 /// byte for byte, so text that displays like another id must not pass. An
 /// id is not empty, has no whitespace at either end and none but the ASCII
-/// space inside, no control or invisible characters, and does not start
-/// with a combining mark.
+/// space inside, no control or invisible characters, does not start with a
+/// combining mark, and is in Unicode normalization form C, so `é` has one
+/// spelling and not also `e` followed by a combining accent.
 pub(crate) fn check_identifier(text: &str, field: &str) -> Result<(), InputError> {
     let message = if text.is_empty() {
         "must not be empty"
@@ -719,6 +720,8 @@ pub(crate) fn check_identifier(text: &str, field: &str) -> Result<(), InputError
         "must not contain control or invisible characters"
     } else if text.chars().next().is_some_and(is_combining_mark) {
         "must not start with a combining mark"
+    } else if !unicode_normalization::is_nfc(text) {
+        "must be in Unicode normalization form C (NFC); normalize it before sending"
     } else {
         return Ok(());
     };

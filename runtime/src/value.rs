@@ -191,13 +191,15 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     if number.is_empty() {
         return Err(invalid());
     }
-    let count: i64 = number
-        .parse()
-        .map_err(|_| format!("duration `{text}` is out of range"))?;
-    let micros = count
-        .checked_mul(scale)
-        .ok_or_else(|| format!("duration `{text}` is out of range"))?;
-    Ok(if negative { -micros } else { micros })
+    // The magnitude is read wider than i64, so that the most negative
+    // duration, which `format_duration` prints, parses back.
+    let out_of_range = || format!("duration `{text}` is out of range");
+    let count: i128 = number.parse().map_err(|_| out_of_range())?;
+    let magnitude = count
+        .checked_mul(i128::from(scale))
+        .ok_or_else(out_of_range)?;
+    let micros = if negative { -magnitude } else { magnitude };
+    i64::try_from(micros).map_err(|_| out_of_range())
 }
 
 /// Formats a duration in the largest unit that divides it: `8h`, `90m`, `0s`.
@@ -247,6 +249,9 @@ mod tests {
             .contains("exceeds 32"));
         assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("host bits"));
         assert!(parse_cidr("10.0.0.0/08").is_err());
+        assert_eq!(parse_duration("-9223372036854775808us"), Ok(i64::MIN));
+        assert_eq!(parse_duration(&format_duration(i64::MIN)), Ok(i64::MIN));
+        assert!(parse_duration("9223372036854775808us").is_err());
         assert!(parse_cidr("::/00").is_err());
         let block = parse_cidr("10.0.0.0/8").unwrap();
         assert!(block.contains(parse_ip("10.200.1.1").unwrap()));
