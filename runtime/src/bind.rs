@@ -609,11 +609,7 @@ pub(crate) fn flow_named(
 }
 
 /// Finds the flow that handles `event` for a principal of kind `kind`.
-pub(crate) fn flow_for_event(
-    program: &Program,
-    event: &str,
-    kind: u32,
-) -> Result<usize, InputError> {
+pub fn flow_for_event(program: &Program, event: &str, kind: u32) -> Result<usize, InputError> {
     program
         .flows
         .iter()
@@ -631,24 +627,15 @@ pub(crate) fn flow_for_event(
 /// switch's default.
 fn switch_updates(
     program: &Program,
-    given: &serde_json::Map<String, Json>,
+    values: &serde_json::Map<String, Json>,
     path: &str,
 ) -> Result<Vec<(usize, Option<Value>)>, InputError> {
     let declared = &program.schema.switches;
-    given
+    values
         .iter()
         .map(|(key, json)| {
             let field = format!("{path}.switches.{key}");
-            let index = declared
-                .iter()
-                .position(|s| s.name == *key)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
-                    invalid(
-                        &field,
-                        format!("unknown switch (declared: {})", names.join(", ")),
-                    )
-                })?;
+            let index = switch_index(program, key, || field.clone())?;
             let switch = &declared[index];
             let source = if json.is_null() {
                 &switch.default
@@ -660,6 +647,22 @@ fn switch_updates(
         .collect()
 }
 
+/// Finds the declared switch named `key`. `field` names it in the error.
+fn switch_index(
+    program: &Program,
+    key: &str,
+    field: impl FnOnce() -> String,
+) -> Result<usize, InputError> {
+    let declared = &program.schema.switches;
+    declared.iter().position(|s| s.name == key).ok_or_else(|| {
+        let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
+        invalid(
+            field(),
+            format!("unknown switch (declared: {})", names.join(", ")),
+        )
+    })
+}
+
 fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>, InputError> {
     let empty = serde_json::Map::new();
     let given = match json {
@@ -667,18 +670,7 @@ fn switches(program: &Program, json: Option<&Json>) -> Result<Vec<Option<Value>>
         None => &empty,
     };
     for key in given.keys() {
-        if !program.schema.switches.iter().any(|s| s.name == *key) {
-            let names: Vec<&str> = program
-                .schema
-                .switches
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect();
-            return Err(invalid(
-                format!("switches.{key}"),
-                format!("unknown switch (declared: {})", names.join(", ")),
-            ));
-        }
+        switch_index(program, key, || format!("switches.{key}"))?;
     }
     program
         .schema
@@ -704,11 +696,11 @@ pub const MAX_SET_ELEMENTS: usize = 65_535;
 pub const MAX_EVENTS: usize = 65_535;
 
 /// Checks a principal id, an approver or an approval role. Ids are compared
-/// byte for byte, so text that displays like another id must not pass. An
-/// id is not empty, has no whitespace at either end and none but the ASCII
-/// space inside, no control or invisible characters, does not start with a
-/// combining mark, and is in Unicode normalization form C, so `é` has one
-/// spelling and not also `e` followed by a combining accent.
+/// byte for byte, so text that displays like another id must not pass.
+/// An id is not empty and has no whitespace at either end, and the space is
+/// its only whitespace. It has no control or invisible characters and does
+/// not start with a combining mark. It is in Unicode normalization form C,
+/// so `é` has one spelling, not also `e` followed by a combining accent.
 pub(crate) fn check_identifier(text: &str, field: &str) -> Result<(), InputError> {
     let message = if text.is_empty() {
         "must not be empty"

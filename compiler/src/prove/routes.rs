@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use authflow_runtime::bind;
 use authflow_runtime::program::Program;
 
 /// One change in how requests reach flows.
@@ -104,11 +105,8 @@ pub fn route_changes(old: &Program, new: &Program) -> Vec<RouteChange> {
 /// Returns the name of the flow that `event` reaches for kind `kind`.
 fn routed(program: &Program, event: &str, kind: &str) -> Option<String> {
     let index = kind_index(program, kind)?;
-    program
-        .flows
-        .iter()
-        .find(|flow| flow.event.as_deref() == Some(event) && flow.kinds.contains(&index))
-        .map(|flow| flow.name.clone())
+    let flow = bind::flow_for_event(program, event, index).ok()?;
+    Some(program.flows[flow].name.clone())
 }
 
 /// Returns the names of the flows a request for kind `kind` may name.
