@@ -858,8 +858,8 @@ fn what_if(candidate: &Path, trace_path: &Path) -> u8 {
         state,
     } in &recorded
     {
-        // An input the candidate rejects is a change like any other: the
-        // host would answer it with an error instead of a decision.
+        // An input the candidate rejects is a change like any other, because
+        // the host would respond with an error instead of a decision.
         let after = match policy
             .migrate(state)
             .and_then(|state| policy.evaluate(&state, false))

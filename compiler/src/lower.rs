@@ -9,7 +9,7 @@
 //!   where `path & undecided` is 1 (`path`: the step's block was selected).
 //! - Each deciding step ORs its verdict (decision code and site), options
 //!   and awaiting words, masked by whether it fires, into accumulators and
-//!   clears `undecided`; since at most one step fires, the first decision on
+//!   clears `undecided`. At most one step fires, so the first decision on
 //!   the path is kept.
 
 use std::collections::{BTreeSet, HashMap};
@@ -1159,7 +1159,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     }
 
     /// Makes decision `decision` at a new site that fires where `path` and
-    /// `condition` are both 1 and no earlier site has fired; returns a
+    /// `condition` are both 1 and no earlier site has fired. Returns a
     /// register that is 1 where it fired.
     ///
     /// `undecided` is cleared with `path & condition`, which does not depend

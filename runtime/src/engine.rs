@@ -131,8 +131,8 @@ pub struct Policy {
     /// The pool's indexes ordered by string length, then by the strings, so
     /// a lookup compares bytes only with strings of its own length.
     pool_by_length: Vec<u32>,
-    /// The most attributes one principal kind, the context or the switches
-    /// declare.
+    /// The maximum number of attributes that one principal kind, the context
+    /// or the switches declare.
     widest_attributes: usize,
     /// The flows a request may name.
     routes: Routes,

@@ -701,8 +701,8 @@ struct Translator<'a, 'b> {
     complements: HashMap<Value, Complement>,
 }
 
-/// What a value is the complement of, as [`Translator::complements`] keeps
-/// it.
+/// The operand of a complement, as [`Translator::complements`] records it
+/// for a value that is `!of` or `!of & 1`.
 #[derive(Clone, Copy)]
 struct Complement {
     of: Value,

@@ -248,8 +248,8 @@ struct Measure<'a> {
 
 impl Runner for Measure<'_> {
     fn run(&mut self, mut decide: impl FnMut() -> Outcome) {
-        if let Some((expected, what)) = &self.expected {
-            assert_eq!(decide(), *expected, "{what}");
+        if let Some((expected, label)) = &self.expected {
+            assert_eq!(decide(), *expected, "{label}");
         }
         self.times.push(median_per_call(&mut decide));
         self.allocations.push(allocations_per_call(&mut decide));
@@ -340,9 +340,9 @@ fn measure_rows(peers: &mut Peers, cases: &[Case]) -> Vec<Row> {
             built_allocations: Vec::new(),
         };
         for case in cases {
-            let what = format!("{} on {}", engine.label(), case.name);
+            let label = format!("{} on {}", engine.label(), case.name);
             let mut prebuilt = Measure {
-                expected: Some((case.expected, what)),
+                expected: Some((case.expected, label)),
                 times: &mut row.prebuilt,
                 allocations: &mut row.allocations,
             };
