@@ -7,10 +7,14 @@
 //!
 //! - `undecided` is 1 until some step decides; a step takes effect only
 //!   where `path & undecided` is 1 (`path`: the step's block was selected).
-//! - Each deciding step ORs its verdict (decision code and site), options
-//!   and awaiting words, masked by whether it fires, into accumulators and
-//!   clears `undecided`. At most one step fires, so the first decision on
-//!   the path is kept.
+//!   Traces, obligations and exceptions read it.
+//! - Each deciding site is `enabled` where its path and condition hold. The
+//!   outcome words come from the first enabled site: sites are taken in
+//!   blocks of [`SITES_PER_BLOCK`], each block picks its first enabled site
+//!   by selecting over its sites from last to first, and the first block
+//!   with an enabled site ORs its choice into the accumulators. The
+//!   decision words therefore never wait on `undecided`, whose chain of
+//!   `and`s the decision kernel drops.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,9 +27,26 @@ use authflow_runtime::program::{
 use crate::check::{Checked, Compare, Input, Requirement, SetTest, TExpr, TKind, TStep, TStepKind};
 use crate::types::{ConstValue, Type};
 
-/// The bit where the site index starts in a flow's verdict accumulator,
-/// above the decision code.
-const VERDICT_SITE_SHIFT: u64 = 8;
+/// A flow's verdict word packs the factor options of the site that fired
+/// into its low bits, the decision code above them and the site index
+/// above that, so one selection per site picks all three.
+const VERDICT_OPTIONS_BITS: u64 = 16;
+const VERDICT_DECISION_SHIFT: u64 = VERDICT_OPTIONS_BITS;
+const VERDICT_SITE_SHIFT: u64 = VERDICT_DECISION_SHIFT + 8;
+const _: () = assert!(Factor::ALL.len() as u64 <= VERDICT_OPTIONS_BITS);
+
+/// How many deciding sites one selection covers. Every site's `enabled`
+/// register stays live until its block is selected, so the block size
+/// bounds the registers that a long flow holds at once.
+const SITES_PER_BLOCK: usize = 16;
+
+/// A deciding site whose outcome words wait for its block's selection.
+struct PendingSite {
+    enabled: u32,
+    /// The register with the site's verdict word.
+    verdict: u32,
+    awaiting: Option<Vec<u32>>,
+}
 
 /// One lowered flow before register allocation: code over virtual registers.
 pub struct FlowIr {
@@ -402,13 +423,17 @@ struct FlowBuilder<'l, 'a> {
     steps: Vec<TraceStep>,
     // Accumulators.
     undecided: u32,
-    /// `code | site << VERDICT_SITE_SHIFT` of the site that fired: decision
-    /// and site share one accumulator, so each site merges once for both.
+    /// The verdict word of the site that fired: its options, decision code
+    /// and site index (see [`VERDICT_OPTIONS_BITS`]).
     verdict: u32,
-    options: u32,
     exception: u32,
     awaiting: Vec<u32>,
     obligation_words: Vec<u32>,
+    /// The sites since the last block selection, in flow order.
+    pending: Vec<PendingSite>,
+    /// 1 where no site of an already selected block was enabled; `None`
+    /// before the first block, where that is always 1.
+    blocks_undecided: Option<u32>,
 }
 
 impl<'l, 'a> FlowBuilder<'l, 'a> {
@@ -431,15 +456,15 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             steps: Vec::new(),
             undecided: 0,
             verdict: 0,
-            options: 0,
             exception: 0,
             awaiting: Vec::new(),
             obligation_words: Vec::new(),
+            pending: Vec::new(),
+            blocks_undecided: None,
         };
         builder.undecided = builder.fresh_constant(1);
         builder.booleans.insert(builder.undecided);
         builder.verdict = builder.fresh_constant(0);
-        builder.options = builder.fresh_constant(0);
         builder.exception = builder.fresh_constant(0);
         builder.awaiting = (0..role_words).map(|_| builder.fresh_constant(0)).collect();
         builder
@@ -683,7 +708,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     /// accumulators of [`FlowBuilder::decide`]: they start at 0, and the
     /// fires of all sites are exclusive, so at most one merge adds anything.
     fn merge_into(&mut self, dst: u32, cond: u32, a: u32) {
-        if self.known.get(&cond) == Some(&0) {
+        if self.known.get(&cond) == Some(&0) || self.known.get(&a) == Some(&0) {
             return;
         }
         self.code.push(Instr::Merge { dst, cond, a });
@@ -1135,13 +1160,18 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     /// Records the state that the outcome record carries, once at the end.
     fn finish(&mut self) {
-        let code_mask = self.constant((1 << VERDICT_SITE_SHIFT) - 1);
-        let decision = self.and(self.verdict, code_mask);
+        self.select_block();
+        let options_mask = self.constant((1 << VERDICT_OPTIONS_BITS) - 1);
+        let options = self.and(self.verdict, options_mask);
+        self.store(out::OPTIONS, options);
+        let decision_shift = self.constant(VERDICT_DECISION_SHIFT);
+        let code = self.shr(self.verdict, decision_shift);
+        let code_mask = self.constant(0xff);
+        let decision = self.and(code, code_mask);
         self.store(out::DECISION, decision);
-        let shift = self.constant(VERDICT_SITE_SHIFT);
-        let site = self.shr(self.verdict, shift);
+        let site_shift = self.constant(VERDICT_SITE_SHIFT);
+        let site = self.shr(self.verdict, site_shift);
         self.store(out::SITE, site);
-        self.store(out::OPTIONS, self.options);
         self.store(out::EXCEPTION, self.exception);
         for (i, &word) in self.awaiting.clone().iter().enumerate() {
             self.store(out::AWAITING + i as u32, word);
@@ -1187,20 +1217,22 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             line,
         });
         let enabled = self.and(path, condition);
-        let fire = self.live(enabled);
         // `fire` includes `undecided`, which this site then clears, so no
-        // later site fires where this one did and the accumulators take at
-        // most one value each.
-        let verdict = self.constant(decision as u64 | site << VERDICT_SITE_SHIFT);
-        self.merge_into(self.verdict, fire, verdict);
-        if let Some(options) = options {
-            self.merge_into(self.options, fire, options);
-        }
-        if let Some(words) = awaiting {
-            for (i, word) in words.into_iter().enumerate() {
-                let target = self.awaiting[i];
-                self.merge_into(target, fire, word);
-            }
+        // later site fires where this one did.
+        let fire = self.live(enabled);
+        let code =
+            self.constant((decision as u64) << VERDICT_DECISION_SHIFT | site << VERDICT_SITE_SHIFT);
+        let verdict = match options {
+            Some(options) => self.or(options, code),
+            None => code,
+        };
+        self.pending.push(PendingSite {
+            enabled,
+            verdict,
+            awaiting,
+        });
+        if self.pending.len() == SITES_PER_BLOCK {
+            self.select_block();
         }
         if self.known.get(&enabled) != Some(&0) {
             let blocked = self.not(enabled);
@@ -1212,6 +1244,52 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             });
         }
         fire
+    }
+
+    /// Selects the outcome words of the first enabled site among the
+    /// pending ones, and ORs them into the accumulators where no earlier
+    /// block had an enabled site. Sites are taken from last to first, so
+    /// each `select` lets an earlier enabled site override the later ones;
+    /// a site without awaited roles selects 0 for them.
+    fn select_block(&mut self) {
+        let sites = std::mem::take(&mut self.pending);
+        if sites.is_empty() {
+            return;
+        }
+        let zero = self.constant(0);
+        let mut verdict = zero;
+        let mut awaiting = vec![zero; self.awaiting.len()];
+        for site in sites.iter().rev() {
+            verdict = self.select(site.enabled, site.verdict, verdict);
+            for (i, word) in awaiting.iter_mut().enumerate() {
+                let chosen = site
+                    .awaiting
+                    .as_ref()
+                    .and_then(|words| words.get(i).copied())
+                    .unwrap_or(zero);
+                *word = self.select(site.enabled, chosen, *word);
+            }
+        }
+        let enabled: Vec<u32> = sites.iter().map(|site| site.enabled).collect();
+        let any = if enabled.iter().any(|e| self.known.get(e) == Some(&1)) {
+            self.constant(1)
+        } else {
+            self.or_all(&enabled)
+        };
+        let fire = match self.blocks_undecided {
+            Some(undecided) => self.and(any, undecided),
+            None => any,
+        };
+        let none = self.not(any);
+        self.blocks_undecided = Some(match self.blocks_undecided {
+            Some(undecided) => self.and(undecided, none),
+            None => none,
+        });
+        self.merge_into(self.verdict, fire, verdict);
+        for (i, word) in awaiting.into_iter().enumerate() {
+            let target = self.awaiting[i];
+            self.merge_into(target, fire, word);
+        }
     }
 
     /// `path & undecided` now, in a register of its own: `undecided` is an
