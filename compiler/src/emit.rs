@@ -49,99 +49,6 @@ fn registers_of(instr: &Instr) -> (Option<u32>, Vec<u32>) {
     (instr.written(), instr.read().collect())
 }
 
-fn rename(instr: &Instr, map: &dyn Fn(u32) -> u32) -> Instr {
-    match *instr {
-        Instr::Load { dst, slot } => Instr::Load {
-            dst: map(dst),
-            slot,
-        },
-        Instr::Const { dst, value } => Instr::Const {
-            dst: map(dst),
-            value,
-        },
-        Instr::Store { slot, src } => Instr::Store {
-            slot,
-            src: map(src),
-        },
-        Instr::And { dst, a, b } => Instr::And {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Or { dst, a, b } => Instr::Or {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Xor { dst, a, b } => Instr::Xor {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Shr { dst, a, b } => Instr::Shr {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Eq { dst, a, b } => Instr::Eq {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Lt { dst, a, b } => Instr::Lt {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Le { dst, a, b } => Instr::Le {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Add { dst, a, b } => Instr::Add {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Sub { dst, a, b } => Instr::Sub {
-            dst: map(dst),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Select { dst, cond, a, b } => Instr::Select {
-            dst: map(dst),
-            cond: map(cond),
-            a: map(a),
-            b: map(b),
-        },
-        Instr::Merge { dst, cond, a } => Instr::Merge {
-            dst: map(dst),
-            cond: map(cond),
-            a: map(a),
-        },
-        Instr::Nonzero { dst, a } => Instr::Nonzero {
-            dst: map(dst),
-            a: map(a),
-        },
-        Instr::Mask { dst, a } => Instr::Mask {
-            dst: map(dst),
-            a: map(a),
-        },
-        Instr::Popcount { dst, a } => Instr::Popcount {
-            dst: map(dst),
-            a: map(a),
-        },
-        Instr::Hour { dst, a } => Instr::Hour {
-            dst: map(dst),
-            a: map(a),
-        },
-        Instr::Weekday { dst, a } => Instr::Weekday {
-            dst: map(dst),
-            a: map(a),
-        },
-    }
-}
-
 fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::program::Flow {
     let mut last_occurrence: HashMap<u32, usize> = HashMap::new();
     for (index, instr) in flow.code.iter().enumerate() {
@@ -182,7 +89,7 @@ fn allocate(mut flow: authflow_runtime::program::Flow) -> authflow_runtime::prog
             }
         }
         let map = |register: u32| assigned.get(&register).copied().unwrap_or(0);
-        code.push(rename(instr, &map));
+        code.push(instr.map_registers(map, map));
         if let Some(dst) = dst {
             if last_occurrence.get(&dst) == Some(&index) {
                 if let Some(&physical) = assigned.get(&dst) {

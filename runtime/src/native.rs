@@ -23,6 +23,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+mod schedule;
+
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
@@ -568,6 +570,7 @@ fn define_flow(
     builder.seal_block(block);
     let record = builder.block_params(block)[0];
     let outcome = builder.block_params(block)[1];
+    let (code, registers) = schedule::schedule(&flow.code, flow.registers)?;
     let mut translator = Translator {
         builder: &mut builder,
         record,
@@ -576,15 +579,15 @@ fn define_flow(
         outcome_words: flow.outcome_words as usize,
         load_flags,
         store_flags,
-        registers: vec![None; flow.registers as usize],
-        booleans: vec![false; flow.registers as usize],
+        registers: vec![None; registers as usize],
+        booleans: vec![false; registers as usize],
         loads: HashMap::new(),
         constants: HashMap::new(),
         masks: HashMap::new(),
         numbers: HashMap::new(),
         complements: HashMap::new(),
     };
-    for (index, instr) in flow.code.iter().enumerate() {
+    for (index, instr) in code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
         // ranges also mark where the instructions end.
         translator.builder.set_srcloc(SourceLoc::new(index as u32));
@@ -592,7 +595,7 @@ fn define_flow(
             .translate(instr)
             .map_err(|message| format!("instruction {index}: {message}"))?;
     }
-    builder.set_srcloc(SourceLoc::new(flow.code.len() as u32));
+    builder.set_srcloc(SourceLoc::new(code.len() as u32));
     builder.ins().return_(&[]);
     builder.finalize(isa.frontend_config());
 
@@ -850,12 +853,14 @@ impl Translator<'_, '_> {
             Instr::Select { dst, cond, a, b } => {
                 let condition = self.read(cond)?;
                 let (a, b) = (self.read(a)?, self.read(b)?);
-                // b ^ ((a ^ b) & mask) is `a` when the mask is all ones and
-                // `b` when it is zero.
-                let mask = self.mask_of(cond, condition);
-                let difference = self.builder.ins().bxor(a, b);
-                let chosen = self.builder.ins().band(difference, mask);
-                let value = self.builder.ins().bxor(b, chosen);
+                // A conditional move (`cmov`, `csel`): its time does not
+                // depend on the condition, and it needs no mask.
+                let bit = if self.booleans.get(cond as usize) == Some(&true) {
+                    condition
+                } else {
+                    self.builder.ins().band_imm_u(condition, 1)
+                };
+                let value = self.builder.ins().select(bit, a, b);
                 self.write(dst, value)
             }
             Instr::Merge { dst, cond, a } => {

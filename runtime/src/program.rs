@@ -397,6 +397,102 @@ impl Instr {
         }
     }
 
+    /// Returns the instruction with each register it reads replaced by
+    /// `read(register)` and the register it writes replaced by
+    /// `write(register)`. `Merge` reads and writes `dst`, which takes `write`.
+    pub fn map_registers(&self, read: impl Fn(u32) -> u32, write: impl Fn(u32) -> u32) -> Instr {
+        match *self {
+            Instr::Load { dst, slot } => Instr::Load {
+                dst: write(dst),
+                slot,
+            },
+            Instr::Const { dst, value } => Instr::Const {
+                dst: write(dst),
+                value,
+            },
+            Instr::Store { slot, src } => Instr::Store {
+                slot,
+                src: read(src),
+            },
+            Instr::And { dst, a, b } => Instr::And {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Or { dst, a, b } => Instr::Or {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Xor { dst, a, b } => Instr::Xor {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Shr { dst, a, b } => Instr::Shr {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Eq { dst, a, b } => Instr::Eq {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Lt { dst, a, b } => Instr::Lt {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Le { dst, a, b } => Instr::Le {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Add { dst, a, b } => Instr::Add {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Sub { dst, a, b } => Instr::Sub {
+                dst: write(dst),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Select { dst, cond, a, b } => Instr::Select {
+                dst: write(dst),
+                cond: read(cond),
+                a: read(a),
+                b: read(b),
+            },
+            Instr::Merge { dst, cond, a } => Instr::Merge {
+                dst: write(dst),
+                cond: read(cond),
+                a: read(a),
+            },
+            Instr::Nonzero { dst, a } => Instr::Nonzero {
+                dst: write(dst),
+                a: read(a),
+            },
+            Instr::Mask { dst, a } => Instr::Mask {
+                dst: write(dst),
+                a: read(a),
+            },
+            Instr::Popcount { dst, a } => Instr::Popcount {
+                dst: write(dst),
+                a: read(a),
+            },
+            Instr::Hour { dst, a } => Instr::Hour {
+                dst: write(dst),
+                a: read(a),
+            },
+            Instr::Weekday { dst, a } => Instr::Weekday {
+                dst: write(dst),
+                a: read(a),
+            },
+        }
+    }
+
     /// Returns the registers the instruction reads, in operand order.
     pub fn read(&self) -> impl Iterator<Item = u32> {
         let (registers, count) = match *self {

@@ -793,18 +793,23 @@ fn chained_adds_match_interpreter() {
     }
 }
 
-/// Builds a flow with `count` values live at once by loading every word of a
-/// record of `count` words before the first store. Cranelift places pure
-/// operations next to their use, but loads cannot move past stores.
+/// Builds a flow with `count` values live at once: it stores every word of
+/// a record of `count` words in order, then again in reverse order. Each
+/// load is scheduled before its first store and stays live until its
+/// second one, because the translation does not load a word twice.
 fn many_live_values(count: u32) -> Program {
     let mut code: Vec<Instr> = (0..count)
         .map(|dst| Instr::Load { dst, slot: dst })
         .collect();
     code.extend((0..count).map(|k| Instr::Store {
         slot: out::AWAITING + k,
+        src: k,
+    }));
+    code.extend((0..count).map(|k| Instr::Store {
+        slot: out::AWAITING + count + k,
         src: count - 1 - k,
     }));
-    probe_program_with_record(code, count, out::AWAITING + count)
+    probe_program_with_record(code, count, out::AWAITING + 2 * count)
 }
 
 #[test]
