@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use authflow_benches::{policy_with_flows, WORKFORCE_POLICY, WORKFORCE_REQUEST};
 use authflow_compiler::{compile, NoImports};
-use authflow_runtime::program::{out, Decision, Program};
+use authflow_runtime::program::{out, Decision, Program, Verdict};
 use authflow_runtime::{native, Backend, Policy, Scratch};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -304,7 +304,9 @@ impl Bound {
 
     fn decide(&mut self) -> Decision {
         self.policy.decide(black_box(self.flow), &mut self.scratch);
-        Decision::from_code(self.scratch.outcome[out::DECISION as usize]).expect("decision code")
+        Verdict(self.scratch.outcome[out::VERDICT as usize])
+            .decision()
+            .expect("decision code")
     }
 }
 

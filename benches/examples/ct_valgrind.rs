@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 use authflow_benches::{WORKFORCE_POLICY, WORKFORCE_REQUEST};
 use authflow_compiler::{compile, NoImports};
-use authflow_runtime::program::{out, Decision};
+use authflow_runtime::program::{out, Verdict};
 use authflow_runtime::{kernel, native, Policy};
 
 /// `VG_USERREQ__RUNNING_ON_VALGRIND` of `valgrind.h` (Valgrind 3.19).
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
             eprintln!("error: {name}: the kernel did not run: {error}");
             return ExitCode::from(2);
         }
-        let native_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
+        let native_words = Verdict(outcome[out::VERDICT as usize]);
 
         let mut file = [0u64; kernel::FILE];
         mark_undefined(record);
@@ -196,7 +196,7 @@ fn main() -> ExitCode {
         mark_defined(&outcome);
         mark_defined(&file);
         mark_defined(record);
-        let decision_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
+        let decision_words = Verdict(outcome[out::VERDICT as usize]);
 
         let code = &policy.program().flows[*flow];
         mark_undefined(record);
@@ -204,7 +204,7 @@ fn main() -> ExitCode {
         mark_defined(&outcome);
         mark_defined(&registers);
         mark_defined(record);
-        let bytecode_words = [outcome[out::DECISION as usize], outcome[out::SITE as usize]];
+        let bytecode_words = Verdict(outcome[out::VERDICT as usize]);
         if native_words != bytecode_words || decision_words != bytecode_words {
             eprintln!(
                 "error: {name}: the native decision kernel decided {native_words:?}, the bytecode decision kernel {decision_words:?} and the whole bytecode {bytecode_words:?}"
@@ -213,8 +213,8 @@ fn main() -> ExitCode {
         }
         println!(
             "{name}: decision {:?}, site {}",
-            Decision::from_code(native_words[0]),
-            native_words[1]
+            native_words.decision(),
+            native_words.site()
         );
     }
     let kernel_errors = error_count() - errors_before;

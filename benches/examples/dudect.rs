@@ -31,7 +31,7 @@ use std::process::ExitCode;
 
 use authflow_benches::WORKFORCE_POLICY;
 use authflow_compiler::{compile, NoImports};
-use authflow_runtime::program::{out, Program};
+use authflow_runtime::program::{out, Program, Verdict};
 use authflow_runtime::{kernel, native, Policy};
 
 /// |t| above which two classes differ in time.
@@ -209,7 +209,7 @@ fn bind(policy: &Policy, request: &str) -> (usize, Vec<u64>, u64) {
     let _strings = policy.bind(&facts, &mut scratch);
     let flow = facts.request.flow;
     policy.decide(flow, &mut scratch);
-    let decision = scratch.outcome[out::DECISION as usize];
+    let decision = Verdict(scratch.outcome[out::VERDICT as usize]).code();
     (flow, scratch.record, decision)
 }
 

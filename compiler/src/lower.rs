@@ -8,44 +8,40 @@
 //! - `undecided` is 1 until some step decides; a step takes effect only
 //!   where `path & undecided` is 1 (`path`: the step's block was selected).
 //!   Traces, obligations and exceptions read it.
-//! - Each deciding site is `enabled` where its path and condition hold. The
-//!   outcome words come from the first enabled site: sites are taken in
-//!   blocks of [`SITES_PER_BLOCK`], each block picks its first enabled site
-//!   by selecting over its sites from last to first, and the first block
-//!   with an enabled site ORs its choice into the accumulators. The
-//!   decision words therefore never wait on `undecided`, whose chain of
-//!   `and`s the decision kernel drops.
+//! - A deciding site is enabled where its path and its condition hold. The
+//!   verdict and awaiting words come from the first enabled site. Sites
+//!   are taken in blocks of [`SITES_PER_BLOCK`]. Each block selects over
+//!   its sites from the last to the first, so that an earlier enabled site
+//!   overrides the later ones, and it selects a nested block of steps as a
+//!   whole under the condition that opens it (see
+//!   [`FlowBuilder::select_sites`]). The first block whose choice is not
+//!   the empty verdict 0 decides. The decision words therefore never wait
+//!   on `undecided`, and the decision kernel drops its chain of `and`s.
 
 use std::collections::{BTreeSet, HashMap};
 
 use authflow_runtime::factor::{self, Factor};
 use authflow_runtime::program::{
     out, slot, Attribute, Decision, Emit, EnumType, Flow, Instr, Kind, Layout, Output, PolicyName,
-    Program, Schema, Site, StepRole, Switch, TraceStep, ValueType, FORMAT, FORMAT_VERSION,
+    Program, Schema, Site, StepRole, Switch, TraceStep, ValueType, Verdict, FORMAT, FORMAT_VERSION,
 };
 
 use crate::check::{Checked, Compare, Input, Requirement, SetTest, TExpr, TKind, TStep, TStepKind};
 use crate::types::{ConstValue, Type};
 
-/// A flow's verdict word packs the factor options of the site that fired
-/// into its low bits, the decision code above them and the site index
-/// above that, so one selection per site picks all three.
-const VERDICT_OPTIONS_BITS: u64 = 16;
-const VERDICT_DECISION_SHIFT: u64 = VERDICT_OPTIONS_BITS;
-const VERDICT_SITE_SHIFT: u64 = VERDICT_DECISION_SHIFT + 8;
-const _: () = assert!(Factor::ALL.len() as u64 <= VERDICT_OPTIONS_BITS);
-
-/// How many deciding sites one selection covers. Every site's `enabled`
-/// register stays live until its block is selected, so the block size
-/// bounds the registers that a long flow holds at once.
+/// How many deciding sites one selection covers. Every site's condition
+/// stays live until its block is selected, so the block size bounds the
+/// registers that a long flow holds at once.
 const SITES_PER_BLOCK: usize = 16;
 
 /// A deciding site whose outcome words wait for its block's selection.
 struct PendingSite {
-    enabled: u32,
-    /// The register with the site's verdict word.
-    verdict: u32,
-    awaiting: Option<Vec<u32>>,
+    /// 1 where the site's block of steps runs.
+    path: u32,
+    condition: u32,
+    /// The site's [`Verdict`] word, then its awaiting words (0 for a site
+    /// that awaits no role).
+    words: Vec<u32>,
 }
 
 /// One lowered flow before register allocation: code over virtual registers.
@@ -423,17 +419,18 @@ struct FlowBuilder<'l, 'a> {
     steps: Vec<TraceStep>,
     // Accumulators.
     undecided: u32,
-    /// The verdict word of the site that fired: its options, decision code
-    /// and site index (see [`VERDICT_OPTIONS_BITS`]).
-    verdict: u32,
     exception: u32,
-    awaiting: Vec<u32>,
     obligation_words: Vec<u32>,
+    /// The path of the flow's body, which is always 1.
+    root: u32,
+    /// For the path of each nested block of steps: the path of the
+    /// enclosing block and the condition that narrows it to this one.
+    parents: HashMap<u32, (u32, u32)>,
     /// The sites since the last block selection, in flow order.
     pending: Vec<PendingSite>,
-    /// 1 where no site of an already selected block was enabled; `None`
-    /// before the first block, where that is always 1.
-    blocks_undecided: Option<u32>,
+    /// The verdict and awaiting words that the blocks selected so far
+    /// chose; `None` before the first block.
+    chosen: Option<Vec<u32>>,
 }
 
 impl<'l, 'a> FlowBuilder<'l, 'a> {
@@ -455,18 +452,17 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             exceptions: Vec::new(),
             steps: Vec::new(),
             undecided: 0,
-            verdict: 0,
             exception: 0,
-            awaiting: Vec::new(),
             obligation_words: Vec::new(),
+            root: 0,
+            parents: HashMap::new(),
             pending: Vec::new(),
-            blocks_undecided: None,
+            chosen: None,
         };
         builder.undecided = builder.fresh_constant(1);
         builder.booleans.insert(builder.undecided);
-        builder.verdict = builder.fresh_constant(0);
         builder.exception = builder.fresh_constant(0);
-        builder.awaiting = (0..role_words).map(|_| builder.fresh_constant(0)).collect();
+        builder.root = builder.constant(1);
         builder
     }
 
@@ -702,16 +698,6 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             a,
             b: dst,
         });
-    }
-
-    /// Adds `a` to the accumulator `dst` where `cond` is 1. Only for the
-    /// accumulators of [`FlowBuilder::decide`]: they start at 0, and the
-    /// fires of all sites are exclusive, so at most one merge adds anything.
-    fn merge_into(&mut self, dst: u32, cond: u32, a: u32) {
-        if self.known.get(&cond) == Some(&0) || self.known.get(&a) == Some(&0) {
-            return;
-        }
-        self.code.push(Instr::Merge { dst, cond, a });
     }
 
     fn load(&mut self, slot: u32) -> u32 {
@@ -1161,19 +1147,14 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
     /// Records the state that the outcome record carries, once at the end.
     fn finish(&mut self) {
         self.select_block();
-        let options_mask = self.constant((1 << VERDICT_OPTIONS_BITS) - 1);
-        let options = self.and(self.verdict, options_mask);
-        self.store(out::OPTIONS, options);
-        let decision_shift = self.constant(VERDICT_DECISION_SHIFT);
-        let code = self.shr(self.verdict, decision_shift);
-        let code_mask = self.constant(0xff);
-        let decision = self.and(code, code_mask);
-        self.store(out::DECISION, decision);
-        let site_shift = self.constant(VERDICT_SITE_SHIFT);
-        let site = self.shr(self.verdict, site_shift);
-        self.store(out::SITE, site);
+        let zero = self.constant(0);
+        let chosen = self
+            .chosen
+            .clone()
+            .unwrap_or_else(|| vec![zero; 1 + self.role_words as usize]);
+        self.store(out::VERDICT, chosen[0]);
         self.store(out::EXCEPTION, self.exception);
-        for (i, &word) in self.awaiting.clone().iter().enumerate() {
+        for (i, &word) in chosen[1..].iter().enumerate() {
             self.store(out::AWAITING + i as u32, word);
         }
         let emit_words = (self.emits.len() as u32).div_ceil(64);
@@ -1220,19 +1201,26 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         // `fire` includes `undecided`, which this site then clears, so no
         // later site fires where this one did.
         let fire = self.live(enabled);
-        let code =
-            self.constant((decision as u64) << VERDICT_DECISION_SHIFT | site << VERDICT_SITE_SHIFT);
+        let code = self.constant(Verdict::new(decision, site).0);
         let verdict = match options {
             Some(options) => self.or(options, code),
             None => code,
         };
-        self.pending.push(PendingSite {
-            enabled,
-            verdict,
-            awaiting,
-        });
-        if self.pending.len() == SITES_PER_BLOCK {
-            self.select_block();
+        if self.known.get(&enabled) != Some(&0) {
+            let zero = self.constant(0);
+            let mut words = vec![verdict];
+            let awaiting = awaiting.unwrap_or_default();
+            words.extend(
+                (0..self.role_words as usize).map(|i| awaiting.get(i).copied().unwrap_or(zero)),
+            );
+            self.pending.push(PendingSite {
+                path,
+                condition,
+                words,
+            });
+            if self.pending.len() == SITES_PER_BLOCK {
+                self.select_block();
+            }
         }
         if self.known.get(&enabled) != Some(&0) {
             let blocked = self.not(enabled);
@@ -1246,50 +1234,111 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         fire
     }
 
-    /// Selects the outcome words of the first enabled site among the
-    /// pending ones, and ORs them into the accumulators where no earlier
-    /// block had an enabled site. Sites are taken from last to first, so
-    /// each `select` lets an earlier enabled site override the later ones;
-    /// a site without awaited roles selects 0 for them.
+    /// Selects the verdict and awaiting words of the first enabled site
+    /// among the pending ones, or 0 for each where none is enabled. The
+    /// first block whose verdict is not 0 keeps its choice: a site's
+    /// verdict word holds its decision code, which is never 0.
     fn select_block(&mut self) {
         let sites = std::mem::take(&mut self.pending);
         if sites.is_empty() {
             return;
         }
         let zero = self.constant(0);
-        let mut verdict = zero;
-        let mut awaiting = vec![zero; self.awaiting.len()];
-        for site in sites.iter().rev() {
-            verdict = self.select(site.enabled, site.verdict, verdict);
-            for (i, word) in awaiting.iter_mut().enumerate() {
-                let chosen = site
-                    .awaiting
-                    .as_ref()
-                    .and_then(|words| words.get(i).copied())
-                    .unwrap_or(zero);
-                *word = self.select(site.enabled, chosen, *word);
+        let none = vec![zero; 1 + self.role_words as usize];
+        let root = self.root;
+        let block = self.select_sites(&sites, root, none);
+        self.chosen = Some(match self.chosen.take() {
+            None => block,
+            Some(previous) => {
+                let undecided = self.eq(previous[0], zero);
+                self.select_words(undecided, &block, &previous)
+            }
+        });
+    }
+
+    /// Returns the words of the first site of `sites` that is enabled, or
+    /// `after` where none is, assuming that `path` holds. Every site's path
+    /// is `path` or a block nested in it. The sites are taken from the last
+    /// to the first. A site on `path` itself selects on its condition
+    /// alone. A run of sites inside a nested block is selected as a whole,
+    /// under the one condition that opens the block, so its sites' own
+    /// selections need not test the path again. A site whose path was not
+    /// recorded as nested selects on `path & condition`, which is always
+    /// correct.
+    fn select_sites(&mut self, sites: &[PendingSite], path: u32, after: Vec<u32>) -> Vec<u32> {
+        let mut chosen = after;
+        let mut end = sites.len();
+        while let Some(site) = end.checked_sub(1).map(|last| &sites[last]) {
+            if site.path == path {
+                chosen = self.select_words(site.condition, &site.words, &chosen);
+                end -= 1;
+                continue;
+            }
+            let Some(child) = self.child_toward(path, site.path) else {
+                let enabled = self.and(site.path, site.condition);
+                chosen = self.select_words(enabled, &site.words, &chosen);
+                end -= 1;
+                continue;
+            };
+            let start = (0..end)
+                .rev()
+                .take_while(|&i| self.is_within(sites[i].path, child))
+                .last()
+                .unwrap_or(end - 1);
+            let inner = self.select_sites(&sites[start..end], child, chosen.clone());
+            let opens = self.parents[&child].1;
+            chosen = self.select_words(opens, &inner, &chosen);
+            end = start;
+        }
+        chosen
+    }
+
+    /// Selects `a` where `condition` is 1 and `b` elsewhere, word by word.
+    fn select_words(&mut self, condition: u32, a: &[u32], b: &[u32]) -> Vec<u32> {
+        a.iter()
+            .zip(b)
+            .map(|(&a, &b)| self.select(condition, a, b))
+            .collect()
+    }
+
+    /// Returns the block directly inside `outer` that contains `path`, or
+    /// `None` when `path` is not recorded as nested in `outer`.
+    fn child_toward(&self, outer: u32, path: u32) -> Option<u32> {
+        let mut current = path;
+        // A chain of parents is at most as long as the recorded paths.
+        for _ in 0..=self.parents.len() {
+            let &(parent, _) = self.parents.get(&current)?;
+            if parent == outer {
+                return Some(current);
+            }
+            current = parent;
+        }
+        None
+    }
+
+    /// Whether `path` is `block` or recorded as nested in it.
+    fn is_within(&self, path: u32, block: u32) -> bool {
+        let mut current = path;
+        for _ in 0..=self.parents.len() {
+            if current == block {
+                return true;
+            }
+            match self.parents.get(&current) {
+                Some(&(parent, _)) => current = parent,
+                None => return false,
             }
         }
-        let enabled: Vec<u32> = sites.iter().map(|site| site.enabled).collect();
-        let any = if enabled.iter().any(|e| self.known.get(e) == Some(&1)) {
-            self.constant(1)
-        } else {
-            self.or_all(&enabled)
-        };
-        let fire = match self.blocks_undecided {
-            Some(undecided) => self.and(any, undecided),
-            None => any,
-        };
-        let none = self.not(any);
-        self.blocks_undecided = Some(match self.blocks_undecided {
-            Some(undecided) => self.and(undecided, none),
-            None => none,
-        });
-        self.merge_into(self.verdict, fire, verdict);
-        for (i, word) in awaiting.into_iter().enumerate() {
-            let target = self.awaiting[i];
-            self.merge_into(target, fire, word);
+        false
+    }
+
+    /// Returns the path of a block nested in `path` that runs where
+    /// `condition` holds, and records how it narrows `path`.
+    fn narrow(&mut self, path: u32, condition: u32) -> u32 {
+        let inner = self.and(path, condition);
+        if inner != path && !self.known.contains_key(&inner) {
+            self.parents.entry(inner).or_insert((path, condition));
         }
+        inner
     }
 
     /// `path & undecided` now, in a register of its own: `undecided` is an
@@ -1506,13 +1555,13 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 for ((_, body), &guard) in arms.iter().zip(&guards) {
                     let not_taken = self.not(taken);
                     let first = self.and(not_taken, guard);
-                    let arm_path = self.and(path, first);
+                    let arm_path = self.narrow(path, first);
                     self.lower_block(body, arm_path);
                     taken = self.or(taken, guard);
                 }
                 if let Some(body) = otherwise {
                     let not_taken = self.not(taken);
-                    let arm_path = self.and(path, not_taken);
+                    let arm_path = self.narrow(path, not_taken);
                     self.lower_block(body, arm_path);
                 }
             }
@@ -1525,7 +1574,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
                 self.select_into(self.exception, enter, marker);
                 let zero = self.constant(0);
                 self.trace_step(step, live, &[condition], None, zero);
-                let inner = self.and(path, condition);
+                let inner = self.narrow(path, condition);
                 self.lower_block(body, inner);
             }
             TStepKind::Run { flow } => {

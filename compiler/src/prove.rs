@@ -48,7 +48,7 @@ pub use routes::{route_changes, RouteChange};
 
 use std::collections::BTreeSet;
 
-use authflow_runtime::program::{out, Decision, Program, Schema};
+use authflow_runtime::program::{self, out, Decision, Program, Schema};
 use authflow_runtime::Policy;
 use batsat::{lbool, Lit, SolverInterface};
 use serde_json::Value as Json;
@@ -248,9 +248,10 @@ fn prove(
             &program.roles,
         )?;
         let record = request::record(&mut c, &request, program, &universe)?;
-        let outcome = kernel::outcome(&mut c, flow, &record, &[out::DECISION])?;
-        let code = c.word(decision as u64);
-        let decided = c.eq(&outcome[0], &code);
+        let outcome = kernel::outcome(&mut c, flow, &record, &[out::VERDICT])?;
+        let (code, _) = verdict_fields(&c, &outcome[0]);
+        let expected = c.word(decision as u64);
+        let decided = c.eq(&code, &expected);
         let condition = Condition {
             request: &request,
             universe: &universe,
@@ -378,17 +379,31 @@ fn diff_outcome(
     record: &[circuit::Word],
     roles: &[String],
 ) -> Result<(circuit::Word, circuit::Word, Vec<Lit>), String> {
-    let mut wanted = vec![out::DECISION, out::OPTIONS];
+    let mut wanted = vec![out::VERDICT];
     wanted.extend((0..flow.role_words).map(|w| out::AWAITING + w));
     let words = kernel::outcome(c, flow, record, &wanted)?;
     let awaiting = roles
         .iter()
         .map(|name| match program.roles.iter().position(|r| r == name) {
-            Some(i) => words[2 + i / 64][i % 64],
+            Some(i) => words[1 + i / 64][i % 64],
             None => c.constant(false),
         })
         .collect();
-    Ok((words[0], words[1], awaiting))
+    let (code, options) = verdict_fields(c, &words[0]);
+    Ok((code, options, awaiting))
+}
+
+/// Splits a symbolic [`program::Verdict`] word into its decision code and its
+/// options, each as a word of its own.
+fn verdict_fields(c: &Circuit, verdict: &circuit::Word) -> (circuit::Word, circuit::Word) {
+    let zero = c.constant(false);
+    let mut code = [zero; 64];
+    let decision = program::Verdict::DECISION_SHIFT as usize;
+    code[..8].copy_from_slice(&verdict[decision..decision + 8]);
+    let mut options = [zero; 64];
+    let width = program::Verdict::OPTIONS_BITS as usize;
+    options[..width].copy_from_slice(&verdict[..width]);
+    (code, options)
 }
 
 /// Finds the classes of input on which `new` decides flow `flow` differently

@@ -5,7 +5,7 @@
 //! Run with `cargo run --example embed -p authflow-runtime`.
 
 use authflow_compiler::{compile, NoImports};
-use authflow_runtime::program::{out, Decision};
+use authflow_runtime::program::{out, Decision, Verdict};
 use authflow_runtime::typed::Input;
 use authflow_runtime::value::parse_time;
 use authflow_runtime::{FlowState, Policy};
@@ -112,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .session_factor("totp", now);
     let flow = request.finish()?;
     policy.decide(flow, &mut scratch);
-    let decision = Decision::from_code(scratch.outcome[out::DECISION as usize]);
+    let decision = Verdict(scratch.outcome[out::VERDICT as usize]).decision();
     println!(
         "typed request: {}",
         decision.map_or("invalid", Decision::name)

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use crate::bind::Strings;
 use crate::factor::Factor;
-use crate::program::{out, Decision, Flow, Output, Program, ValueType};
+use crate::program::{out, Decision, Flow, Output, Program, ValueType, Verdict};
 use crate::value::{format_cidr, format_duration, format_ip, format_time, Cidr};
 
 /// Named output values in the order the policy wrote them.
@@ -102,11 +102,14 @@ pub struct TraceEntry {
 
 /// Decodes an outcome record.
 pub fn render(program: &Program, flow: &Flow, words: &[u64], strings: &Strings<'_>) -> Outcome {
-    let decision = Decision::from_code(words[out::DECISION as usize]).unwrap_or(Decision::Deny);
-    let site = flow.sites.get(words[out::SITE as usize] as usize);
+    let verdict = Verdict(words[out::VERDICT as usize]);
+    let decision = verdict.decision().unwrap_or(Decision::Deny);
+    let site = usize::try_from(verdict.site())
+        .ok()
+        .and_then(|site| flow.sites.get(site));
     let mut options: Vec<String> = Vec::new();
     if matches!(decision, Decision::Challenge | Decision::Enroll) {
-        let bits = words[out::OPTIONS as usize];
+        let bits = verdict.options();
         options = Factor::ALL
             .iter()
             .filter(|f| bits & f.bit() != 0)

@@ -15,7 +15,7 @@ use crate::factor::Factor;
 /// Identifies the file format.
 pub const FORMAT: &str = "authflow-bytecode";
 /// Incremented on every incompatible change of the format.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The type of a request attribute, switch or output value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,17 +135,56 @@ pub mod slot {
 
 /// Fixed word offsets of the outcome record.
 pub mod out {
-    /// The [`super::Decision`] code.
-    pub const DECISION: u32 = 0;
-    /// The index of the site that decided.
-    pub const SITE: u32 = 1;
-    /// Factor bitset offered by a challenge or enroll decision.
-    pub const OPTIONS: u32 = 2;
+    /// The decision, the site that made it and the factors it offers, as
+    /// one [`super::Verdict`].
+    pub const VERDICT: u32 = 0;
     /// One more than the index of the last exception entered; 0 for none.
-    pub const EXCEPTION: u32 = 3;
+    pub const EXCEPTION: u32 = 1;
     /// Role bitset words of a pending decision start here.
-    pub const AWAITING: u32 = 4;
+    pub const AWAITING: u32 = 2;
 }
+
+/// The verdict word of an outcome record. It packs what the site that
+/// decided contributes, so that a kernel selects it with one operation per
+/// site: the factor bitset offered by a challenge or enroll decision in
+/// bits 0 to 15, the [`Decision`] code in bits 16 to 23, and the index of
+/// the site from bit 24 up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict(pub u64);
+
+impl Verdict {
+    /// The width of the factor bitset.
+    pub const OPTIONS_BITS: u32 = 16;
+    /// The lowest bit of the decision code.
+    pub const DECISION_SHIFT: u32 = 16;
+    /// The lowest bit of the site index.
+    pub const SITE_SHIFT: u32 = 24;
+
+    /// The verdict of decision `decision` at site `site`, offering no factor.
+    pub fn new(decision: Decision, site: u64) -> Verdict {
+        Verdict((decision as u64) << Self::DECISION_SHIFT | site << Self::SITE_SHIFT)
+    }
+
+    /// The decision code, which [`Decision::from_code`] reads.
+    pub fn code(self) -> u64 {
+        (self.0 >> Self::DECISION_SHIFT) & 0xff
+    }
+
+    pub fn decision(self) -> Option<Decision> {
+        Decision::from_code(self.code())
+    }
+
+    pub fn site(self) -> u64 {
+        self.0 >> Self::SITE_SHIFT
+    }
+
+    /// The offered factors, one bit per [`Factor`] at [`Factor::bit`].
+    pub fn options(self) -> u64 {
+        self.0 & ((1 << Self::OPTIONS_BITS) - 1)
+    }
+}
+
+const _: () = assert!(Factor::COUNT <= Verdict::OPTIONS_BITS as usize);
 
 /// The layout of the input record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

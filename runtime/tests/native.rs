@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use authflow_compiler::{compile, NoImports};
 use authflow_runtime::native::{self, NativeProgram, RunError};
 use authflow_runtime::program::{
-    out, slot, Flow, Instr, Layout, Program, Schema, FORMAT, FORMAT_VERSION,
+    out, slot, Flow, Instr, Layout, Program, Schema, Verdict, FORMAT, FORMAT_VERSION,
 };
 use authflow_runtime::value::{hour_of, weekday_of};
 use authflow_runtime::{kernel, FlowState, Policy};
@@ -333,7 +333,7 @@ fn case_records_reach_several_sites() {
         for record in case_records(&policy, &cases) {
             for (index, flow) in program.flows.iter().enumerate() {
                 let outcome = run_native(&native, index, flow.outcome_words, &record);
-                sites[index].insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                sites[index].insert(decision_and_site(&outcome));
             }
         }
         let multi_path = sites.iter().filter(|s| s.len() > 1).count();
@@ -1162,4 +1162,10 @@ fn aarch64_code_is_one_block_without_branches() {
         }
     }
     assert!(flows > 40, "only {flows} flows compiled for AArch64");
+}
+
+/// The decision code and the site of an outcome record.
+fn decision_and_site(outcome: &[u64]) -> (u64, u64) {
+    let verdict = Verdict(outcome[out::VERDICT as usize]);
+    (verdict.code(), verdict.site())
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use authflow_compiler::{compile, NoImports};
-use authflow_runtime::program::out;
+use authflow_runtime::program::{out, Verdict};
 use authflow_runtime::{kernel, FlowState, Policy};
 use serde_json::Value;
 
@@ -77,7 +77,7 @@ fn opcode_sequence_is_identical_across_paths() {
                 sites
                     .entry(flow_index)
                     .or_default()
-                    .insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                    .insert(decision_and_site(&outcome));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
@@ -110,7 +110,7 @@ fn opcode_sequence_is_identical_across_paths() {
                 sites
                     .entry(flow_index)
                     .or_default()
-                    .insert((outcome[out::DECISION as usize], outcome[out::SITE as usize]));
+                    .insert(decision_and_site(&outcome));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
@@ -139,4 +139,10 @@ fn opcode_sequence_is_identical_across_paths() {
         flows_checked >= 12,
         "only {flows_checked} flows were checked"
     );
+}
+
+/// The decision code and the site of an outcome record.
+fn decision_and_site(outcome: &[u64]) -> (u64, u64) {
+    let verdict = Verdict(outcome[out::VERDICT as usize]);
+    (verdict.code(), verdict.site())
 }

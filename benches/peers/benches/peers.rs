@@ -20,7 +20,7 @@ use authflow_peers::{
     rego_program, Authflow, Case, Cedar, Cel, Outcome, RegoInterpreter, RegoVm, Request,
     CEDAR_ONE_QUERY, CEDAR_SCHEMA, CEDAR_TWO_QUERIES, CEL_EXPRESSION, STEPUP_FLOW,
 };
-use authflow_runtime::program::{out, Decision};
+use authflow_runtime::program::{out, Decision, Verdict};
 use authflow_runtime::{Backend, Policy};
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -485,7 +485,7 @@ fn print_scaling() {
             let flow = facts.request.flow;
             decide_ns.push(median_per_call(&mut || {
                 policy.decide(black_box(flow), &mut scratch);
-                match Decision::from_code(scratch.outcome[out::DECISION as usize]) {
+                match Verdict(scratch.outcome[out::VERDICT as usize]).decision() {
                     Some(Decision::Allow) => Outcome::Allow,
                     other => panic!("the guarded policy decided {other:?}"),
                 }

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
-use authflow_runtime::program::{out, Decision, Program};
+use authflow_runtime::program::{out, Decision, Program, Verdict};
 use authflow_runtime::{Backend, Policy, Scratch};
 
 pub const STEPUP_FLOW: &str = include_str!("../policies/stepup.flow");
@@ -469,8 +469,7 @@ impl Authflow {
     /// Runs the decision kernel on a bound input. Allocates nothing.
     pub fn decide(&self, input: &mut AuthflowInput) -> Outcome {
         self.policy.decide(input.flow, &mut input.scratch);
-        let code = input.scratch.outcome[out::DECISION as usize];
-        match Decision::from_code(code) {
+        match Verdict(input.scratch.outcome[out::VERDICT as usize]).decision() {
             Some(Decision::Allow) => Outcome::Allow,
             Some(Decision::Deny) => Outcome::Deny,
             Some(Decision::Challenge) => Outcome::StepUp,
