@@ -586,6 +586,7 @@ fn define_flow(
         masks: HashMap::new(),
         numbers: HashMap::new(),
         complements: HashMap::new(),
+        nonzero_operands: HashMap::new(),
     };
     for (index, instr) in code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
@@ -702,6 +703,9 @@ struct Translator<'a, 'b> {
     /// an `and` with the value, where the other operand is 0 or 1 in the
     /// second case, is `band_not` of `x`.
     complements: HashMap<Value, Complement>,
+    /// For a value that is `x != 0` as 0 or 1, that `x`: a `select` on the
+    /// value can test `x` itself.
+    nonzero_operands: HashMap<Value, Value>,
 }
 
 /// The operand of a complement, as [`Translator::complements`] records it
@@ -851,16 +855,29 @@ impl Translator<'_, '_> {
             Instr::Add { dst, a, b } => self.binary(dst, a, b, saturating_add),
             Instr::Sub { dst, a, b } => self.binary(dst, a, b, saturating_sub),
             Instr::Select { dst, cond, a, b } => {
-                let condition = self.read(cond)?;
-                let (a, b) = (self.read(a)?, self.read(b)?);
-                // A conditional move (`cmov`, `csel`): its time does not
-                // depend on the condition, and it needs no mask.
-                let bit = if self.booleans.get(cond as usize) == Some(&true) {
-                    condition
+                let mut condition = self.read(cond)?;
+                let (mut a, mut b) = (self.read(a)?, self.read(b)?);
+                if self.booleans.get(cond as usize) == Some(&true) {
+                    // Selecting on `!x` for a 0/1 `x` is selecting on `x`
+                    // with the operands swapped, and selecting on `x != 0`
+                    // tests `x` itself.
+                    while let Some(complement) = self
+                        .complements
+                        .get(&condition)
+                        .filter(|complement| complement.bit_only)
+                    {
+                        condition = complement.of;
+                        std::mem::swap(&mut a, &mut b);
+                    }
+                    if let Some(&x) = self.nonzero_operands.get(&condition) {
+                        condition = x;
+                    }
                 } else {
-                    self.builder.ins().band_imm_u(condition, 1)
-                };
-                let value = self.builder.ins().select(bit, a, b);
+                    condition = self.builder.ins().band_imm_u(condition, 1);
+                }
+                // A conditional move (`cmov`, `csel`), which selects on a
+                // nonzero condition in a time that does not depend on it.
+                let value = self.builder.ins().select(condition, a, b);
                 self.write(dst, value)
             }
             Instr::Merge { dst, cond, a } => {
@@ -870,10 +887,13 @@ impl Translator<'_, '_> {
                 let value = self.fold(Bitwise::Or, accumulator, chosen);
                 self.write(dst, value)
             }
-            Instr::Nonzero { dst, a } => self.unary(dst, a, |b, x| {
-                let zero = b.ins().iconst(I64, 0);
-                compare(b, IntCC::NotEqual, x, zero)
-            }),
+            Instr::Nonzero { dst, a } => {
+                let x = self.read(a)?;
+                let zero = self.builder.ins().iconst(I64, 0);
+                let value = compare(self.builder, IntCC::NotEqual, x, zero);
+                self.nonzero_operands.insert(value, x);
+                self.write(dst, value)
+            }
             Instr::Mask { dst, a } => {
                 let x = self.read(a)?;
                 let mask = self.mask_of(a, x);
