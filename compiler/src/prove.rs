@@ -248,7 +248,8 @@ fn prove(
             &program.roles,
         )?;
         let record = request::record(&mut c, &request, program, &universe)?;
-        let outcome = kernel::outcome(&mut c, flow, &record, &[out::VERDICT])?;
+        let code_bits = 0xff << program::Verdict::DECISION_SHIFT;
+        let outcome = kernel::outcome(&mut c, flow, &record, &[(out::VERDICT, code_bits)])?;
         let (code, _) = verdict_fields(&c, &outcome[0]);
         let expected = c.word(decision as u64);
         let decided = c.eq(&code, &expected);
@@ -379,8 +380,9 @@ fn diff_outcome(
     record: &[circuit::Word],
     roles: &[String],
 ) -> Result<(circuit::Word, circuit::Word, Vec<Lit>), String> {
-    let mut wanted = vec![out::VERDICT];
-    wanted.extend((0..flow.role_words).map(|w| out::AWAITING + w));
+    // Every bit of the verdict but the site's.
+    let mut wanted = vec![(out::VERDICT, (1 << program::Verdict::SITE_SHIFT) - 1)];
+    wanted.extend((0..flow.role_words).map(|w| (out::AWAITING + w, u64::MAX)));
     let words = kernel::outcome(c, flow, record, &wanted)?;
     let awaiting = roles
         .iter()

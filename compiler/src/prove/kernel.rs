@@ -1,32 +1,68 @@
 //! The decision kernel as a circuit: each instruction that some wanted
-//! outcome word depends on is bit-blasted with the semantics of
-//! `authflow_runtime::kernel`.
+//! bit of an outcome word depends on is bit-blasted with the semantics of
+//! `authflow_runtime::kernel`. Bitwise operations, selects and merges only
+//! build the bits that are wanted, so a solver never sees gates for the
+//! parts of a packed word that a question leaves out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use authflow_runtime::program::{Flow, Instr};
 
+use batsat::Lit;
+
 use super::circuit::{Circuit, Word};
 
-/// Marks the instructions that the final value of each outcome word in
-/// `wanted` depends on, by a backward liveness pass over the registers.
-fn live_instructions(code: &[Instr], wanted: &[u32]) -> Vec<bool> {
-    let mut live = vec![false; code.len()];
-    let mut needed: HashSet<u32> = HashSet::new();
+/// Returns, for each instruction, the bits of its result that the wanted
+/// bits of the final outcome words depend on, or `None` where it is dead:
+/// a backward liveness pass over the registers, bit by bit through the
+/// operations that work bit by bit. `wanted` pairs an outcome word with
+/// the mask of its wanted bits.
+fn live_bits(code: &[Instr], wanted: &[(u32, u64)]) -> Vec<Option<u64>> {
+    let mut live = vec![None; code.len()];
+    let mut needed: HashMap<u32, u64> = HashMap::new();
     let mut stored: HashSet<u32> = HashSet::new();
+    let need = |needed: &mut HashMap<u32, u64>, register: u32, bits: u64| {
+        if bits != 0 {
+            *needed.entry(register).or_default() |= bits;
+        }
+    };
     for (index, instr) in code.iter().enumerate().rev() {
-        match *instr {
-            Instr::Store { slot, src } => {
-                if wanted.contains(&slot) && stored.insert(slot) {
-                    live[index] = true;
-                    needed.insert(src);
-                }
+        if let Instr::Store { slot, src } = *instr {
+            let bits = wanted
+                .iter()
+                .filter(|&&(word, _)| word == slot)
+                .fold(0, |bits, &(_, mask)| bits | mask);
+            if bits != 0 && stored.insert(slot) {
+                live[index] = Some(bits);
+                need(&mut needed, src, bits);
             }
+            continue;
+        }
+        let Some(dst) = instr.written() else { continue };
+        let Some(bits) = needed.remove(&dst) else {
+            continue;
+        };
+        live[index] = Some(bits);
+        match *instr {
+            Instr::And { a, b, .. } | Instr::Or { a, b, .. } | Instr::Xor { a, b, .. } => {
+                need(&mut needed, a, bits);
+                need(&mut needed, b, bits);
+            }
+            Instr::Select { cond, a, b, .. } => {
+                need(&mut needed, cond, 1);
+                need(&mut needed, a, bits);
+                need(&mut needed, b, bits);
+            }
+            Instr::Merge { cond, a, .. } => {
+                // `dst` is read too, for the same bits.
+                need(&mut needed, cond, 1);
+                need(&mut needed, a, bits);
+                need(&mut needed, dst, bits);
+            }
+            Instr::Mask { a, .. } => need(&mut needed, a, 1),
             _ => {
-                let Some(dst) = instr.written() else { continue };
-                if needed.remove(&dst) {
-                    live[index] = true;
-                    needed.extend(instr.read());
+                for register in instr.read() {
+                    need(&mut needed, register, u64::MAX);
                 }
             }
         }
@@ -34,19 +70,41 @@ fn live_instructions(code: &[Instr], wanted: &[u32]) -> Vec<bool> {
     live
 }
 
+/// A word with the bits of `mask` from `bit(i)` and the others 0.
+fn masked_word(
+    c: &mut Circuit,
+    mask: u64,
+    mut bit: impl FnMut(&mut Circuit, usize) -> Lit,
+) -> Word {
+    let mut word = c.word(0);
+    for (i, slot) in word.iter_mut().enumerate() {
+        if mask >> i & 1 == 1 {
+            *slot = bit(c, i);
+        }
+    }
+    word
+}
+
 /// Runs the flow's code over a symbolic record and returns the wanted
-/// outcome words, in the order given. An outcome word never stored is 0.
+/// outcome words, in the order given. `wanted` pairs an outcome word with
+/// the mask of the bits to compute; the other bits of the returned word
+/// are 0, and so is an outcome word never stored.
 pub fn outcome(
     c: &mut Circuit,
     flow: &Flow,
     record: &[Word],
-    wanted: &[u32],
+    wanted: &[(u32, u64)],
 ) -> Result<Vec<Word>, String> {
-    let live = live_instructions(&flow.code, wanted);
+    let live = live_bits(&flow.code, wanted);
     let zero = c.word(0);
     let mut registers = vec![zero; flow.registers as usize];
     let mut outcome = vec![zero; flow.outcome_words as usize];
-    for (instr, _) in flow.code.iter().zip(&live).filter(|(_, &live)| live) {
+    for (instr, bits) in flow
+        .code
+        .iter()
+        .zip(&live)
+        .filter_map(|(instr, bits)| Some((instr, (*bits)?)))
+    {
         let r = &registers;
         let value = match *instr {
             Instr::Load { slot, .. } => record[slot as usize],
@@ -57,15 +115,15 @@ pub fn outcome(
             }
             Instr::And { a, b, .. } => {
                 let (x, y) = (r[a as usize], r[b as usize]);
-                c.bitwise(&x, &y, Circuit::and)
+                masked_word(c, bits, |c, i| c.and(x[i], y[i]))
             }
             Instr::Or { a, b, .. } => {
                 let (x, y) = (r[a as usize], r[b as usize]);
-                c.bitwise(&x, &y, Circuit::or)
+                masked_word(c, bits, |c, i| c.or(x[i], y[i]))
             }
             Instr::Xor { a, b, .. } => {
                 let (x, y) = (r[a as usize], r[b as usize]);
-                c.bitwise(&x, &y, Circuit::xor)
+                masked_word(c, bits, |c, i| c.xor(x[i], y[i]))
             }
             Instr::Shr { a, b, .. } => {
                 let (x, y) = (r[a as usize], r[b as usize]);
@@ -96,13 +154,15 @@ pub fn outcome(
             }
             Instr::Select { cond, a, b, .. } => {
                 let (choice, x, y) = (r[cond as usize][0], r[a as usize], r[b as usize]);
-                c.select(choice, &x, &y)
+                masked_word(c, bits, |c, i| c.mux(choice, x[i], y[i]))
             }
             Instr::Merge { dst, cond, a } => {
                 let (choice, x, accumulator) =
                     (r[cond as usize][0], r[a as usize], r[dst as usize]);
-                let merged = c.bitwise(&accumulator, &x, Circuit::or);
-                c.select(choice, &merged, &accumulator)
+                masked_word(c, bits, |c, i| {
+                    let merged = c.or(accumulator[i], x[i]);
+                    c.mux(choice, merged, accumulator[i])
+                })
             }
             Instr::Nonzero { a, .. } => {
                 let x = r[a as usize];
@@ -125,5 +185,11 @@ pub fn outcome(
             registers[dst as usize] = value;
         }
     }
-    Ok(wanted.iter().map(|&slot| outcome[slot as usize]).collect())
+    Ok(wanted
+        .iter()
+        .map(|&(slot, mask)| {
+            let word = outcome[slot as usize];
+            masked_word(c, mask, |_, i| word[i])
+        })
+        .collect())
 }
