@@ -14,6 +14,7 @@ pub struct Circuit {
     true_lit: Lit,
     ands: HashMap<(Lit, Lit), Lit>,
     xors: HashMap<(Lit, Lit), Lit>,
+    muxes: HashMap<(Lit, Lit, Lit), Lit>,
 }
 
 impl Circuit {
@@ -27,6 +28,7 @@ impl Circuit {
             true_lit,
             ands: HashMap::new(),
             xors: HashMap::new(),
+            muxes: HashMap::new(),
         }
     }
 
@@ -145,9 +147,37 @@ impl Circuit {
         if a == b {
             return a;
         }
-        let x = self.and(cond, a);
-        let y = self.and(!cond, b);
-        self.or(x, y)
+        match (self.known(a), self.known(b)) {
+            (Some(true), _) => return self.or(cond, b),
+            (Some(false), _) => return self.and(!cond, b),
+            (_, Some(true)) => return self.or(!cond, a),
+            (_, Some(false)) => return self.and(cond, a),
+            _ => {}
+        }
+        if a == !b {
+            // `cond ? a : !a` is `!(cond ^ a)`.
+            return !self.xor(cond, a);
+        }
+        // Normalise to a positive condition: `!c ? a : b` is `c ? b : a`.
+        let (cond, a, b) = if cond.sign() {
+            (cond, a, b)
+        } else {
+            (!cond, b, a)
+        };
+        if let Some(&gate) = self.muxes.get(&(cond, a, b)) {
+            return gate;
+        }
+        let g = self.gate();
+        self.solver.add_clause_reuse(&mut vec![!cond, !a, g]);
+        self.solver.add_clause_reuse(&mut vec![!cond, a, !g]);
+        self.solver.add_clause_reuse(&mut vec![cond, !b, g]);
+        self.solver.add_clause_reuse(&mut vec![cond, b, !g]);
+        // Implied by the four above; they let the solver fix the output
+        // from both inputs before it chooses the condition.
+        self.solver.add_clause_reuse(&mut vec![!a, !b, g]);
+        self.solver.add_clause_reuse(&mut vec![a, b, !g]);
+        self.muxes.insert((cond, a, b), g);
+        g
     }
 
     pub fn and_all(&mut self, lits: &[Lit]) -> Lit {
