@@ -1171,7 +1171,9 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
 
     /// Makes decision `decision` at a new site that fires where `path` and
     /// `condition` are both 1 and no earlier site has fired. Returns a
-    /// register that is 1 where it fired.
+    /// register that is 1 where it fired, which the trace stores. The
+    /// site's outcome words wait among the pending sites until
+    /// [`FlowBuilder::select_block`] selects them.
     ///
     /// `undecided` is cleared with `path & condition`, which does not depend
     /// on `undecided`, so each site adds one `and` to the chain of
@@ -1221,8 +1223,6 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
             if self.pending.len() == SITES_PER_BLOCK {
                 self.select_block();
             }
-        }
-        if self.known.get(&enabled) != Some(&0) {
             let blocked = self.not(enabled);
             let undecided = self.undecided;
             self.code.push(Instr::And {
@@ -1316,7 +1316,7 @@ impl<'l, 'a> FlowBuilder<'l, 'a> {
         None
     }
 
-    /// Whether `path` is `block` or recorded as nested in it.
+    /// Returns whether `path` is `block` or recorded as nested in it.
     fn is_within(&self, path: u32, block: u32) -> bool {
         let mut current = path;
         for _ in 0..=self.parents.len() {

@@ -160,12 +160,13 @@ impl Verdict {
     /// The lowest bit of the site index.
     pub const SITE_SHIFT: u32 = 24;
 
-    /// The verdict of decision `decision` at site `site`, offering no factor.
+    /// Returns the verdict of decision `decision` at site `site`, offering
+    /// no factor.
     pub fn new(decision: Decision, site: u64) -> Verdict {
         Verdict((decision as u64) << Self::DECISION_SHIFT | site << Self::SITE_SHIFT)
     }
 
-    /// The decision code, which [`Decision::from_code`] reads.
+    /// Returns the decision code, which [`Decision::from_code`] reads.
     pub fn code(self) -> u64 {
         (self.0 >> Self::DECISION_SHIFT) & 0xff
     }
@@ -178,7 +179,7 @@ impl Verdict {
         self.0 >> Self::SITE_SHIFT
     }
 
-    /// The offered factors, one bit per [`Factor`] at [`Factor::bit`].
+    /// Returns the offered factors, one bit per [`Factor`] at [`Factor::bit`].
     pub fn options(self) -> u64 {
         self.0 & ((1 << Self::OPTIONS_BITS) - 1)
     }

@@ -1,7 +1,7 @@
 //! The decision kernel as a circuit: each instruction that some wanted
 //! bit of an outcome word depends on is bit-blasted with the semantics of
 //! `authflow_runtime::kernel`. Bitwise operations, selects and merges only
-//! build the bits that are wanted, so a solver never sees gates for the
+//! build the bits that are wanted, so the solver gets no gates for the
 //! parts of a packed word that a question leaves out.
 
 use std::collections::{HashMap, HashSet};
@@ -13,10 +13,10 @@ use batsat::Lit;
 use super::circuit::{Circuit, Word};
 
 /// Returns, for each instruction, the bits of its result that the wanted
-/// bits of the final outcome words depend on, or `None` where it is dead:
-/// a backward liveness pass over the registers, bit by bit through the
-/// operations that work bit by bit. `wanted` pairs an outcome word with
-/// the mask of its wanted bits.
+/// bits of the final outcome words depend on, or `None` where it is dead.
+/// A backward liveness pass over the registers computes them, bit by bit
+/// through the operations that work bit by bit. `wanted` pairs an outcome
+/// word with the mask of its wanted bits.
 fn live_bits(code: &[Instr], wanted: &[(u32, u64)]) -> Vec<Option<u64>> {
     let mut live = vec![None; code.len()];
     let mut needed: HashMap<u32, u64> = HashMap::new();
@@ -70,7 +70,7 @@ fn live_bits(code: &[Instr], wanted: &[(u32, u64)]) -> Vec<Option<u64>> {
     live
 }
 
-/// A word with the bits of `mask` from `bit(i)` and the others 0.
+/// Returns a word with the bits of `mask` from `bit(i)` and the others 0.
 fn masked_word(
     c: &mut Circuit,
     mask: u64,
@@ -87,8 +87,8 @@ fn masked_word(
 
 /// Runs the flow's code over a symbolic record and returns the wanted
 /// outcome words, in the order given. `wanted` pairs an outcome word with
-/// the mask of the bits to compute; the other bits of the returned word
-/// are 0, and so is an outcome word never stored.
+/// the mask of the bits to compute. The other bits of a returned word are
+/// 0, and an outcome word that the code never stores is 0.
 pub fn outcome(
     c: &mut Circuit,
     flow: &Flow,

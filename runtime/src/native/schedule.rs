@@ -58,7 +58,8 @@ pub fn schedule(code: &[Instr], registers: u32) -> Result<(Vec<Instr>, u32), Str
         }
     }
 
-    // The longest chain of instructions that each node waits on.
+    // How many instructions each node waits on, along its deepest chain
+    // of operands.
     let mut depth = vec![0u32; code.len()];
     for node in 0..code.len() {
         depth[node] = operands[node]
