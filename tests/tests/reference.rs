@@ -397,3 +397,97 @@ fn examples_agree() {
     assert!(requests >= 10, "only {requests} example requests found");
     assert_agreement(&tally, 100);
 }
+
+/// Generates a flow of 50 deciding sites, more than one block of the
+/// lowering's site selection, spread over nested `if` blocks with
+/// requirements and approvals.
+fn long_flow() -> String {
+    use std::fmt::Write;
+    let mut text = String::from(
+        "policy \"long\" version \"1\"\n\nprincipal human {\n  roles: Set<String>\n}\n\n\
+         context {\n  risk: Int\n  resource: String\n}\n\nflow long for human on login {\n",
+    );
+    let deny = |text: &mut String, indent: &str, range: std::ops::Range<u32>| {
+        for i in range {
+            let _ = writeln!(text, "{indent}deny \"rule {i}\" when context.risk == {i}");
+        }
+    };
+    deny(&mut text, "  ", 1..21);
+    text.push_str("  if context.resource == \"a\" {\n");
+    deny(&mut text, "    ", 21..31);
+    text.push_str(
+        "    if context.risk >= 40 {\n      require webauthn\n      approve by manager\n    } else {\n      require any(totp, webauthn)\n    }\n",
+    );
+    deny(&mut text, "    ", 31..36);
+    text.push_str("    allow\n  } else if context.resource == \"b\" {\n    require password\n");
+    deny(&mut text, "    ", 36..46);
+    text.push_str("    approve by security\n    allow\n  }\n  require password\n  allow\n}\n");
+    text
+}
+
+#[test]
+fn long_flow_agrees() {
+    let text = long_flow();
+    let compilation = check_source("long.flow", &text, &mut NoImports);
+    let errors: Vec<&str> = compilation
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.as_str())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{text}");
+    let program = build_program(&compilation).expect("a checked policy lowers");
+    assert!(program.flows[0].sites.len() > 40, "too few sites");
+
+    let mut tally = Tally::default();
+    let mut reasons = std::collections::BTreeSet::new();
+    let policy = Policy::new(program.clone()).expect("the program verifies");
+    let factor_sets: [&[&str]; 3] = [&[], &["password", "totp"], &["password", "webauthn"]];
+    for risk in 0..=50 {
+        for resource in ["a", "b", "c"] {
+            for factors in factor_sets {
+                let factors: Vec<Value> = factors
+                    .iter()
+                    .map(|f| json!({"factor": f, "at": "2026-12-04T09:59:00Z"}))
+                    .collect();
+                let request = json!({
+                    "flow": "long",
+                    "principal": {"kind": "human", "id": "u-1", "roles": []},
+                    "context": {"risk": risk, "resource": resource},
+                    "session": {"factors": factors},
+                    "now": "2026-12-04T10:00:00Z",
+                });
+                let approvals: Vec<Value> = ["manager", "security"]
+                    .iter()
+                    .map(|role| {
+                        json!({"approval": {"role": role, "approver": "m-1", "granted": true, "at": "2026-12-04T10:00:00Z"}})
+                    })
+                    .collect();
+                let label = format!(
+                    "risk {risk}, resource {resource}, {} factors",
+                    factors.len()
+                );
+                compare(
+                    &compilation,
+                    &program,
+                    &request,
+                    &approvals,
+                    &label,
+                    &mut tally,
+                );
+                let state = policy
+                    .start(&request, DEFAULT_NOW)
+                    .expect("a valid request");
+                let outcome = policy.evaluate(&state, false).expect("evaluates");
+                reasons.insert(format!("{:?} {:?}", outcome.decision, outcome.reason));
+            }
+        }
+    }
+    assert_agreement(&tally, 1000);
+    // Every deny rule, and the challenge, pending and allow outcomes.
+    assert!(
+        reasons.len() >= 48,
+        "only {} distinct outcomes: {reasons:?}",
+        reasons.len()
+    );
+}
