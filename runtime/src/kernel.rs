@@ -127,10 +127,6 @@ where
             let choice = subtle::Choice::from((r[cond] & 1) as u8);
             r[dst] = u64::conditional_select(&r[b], &r[a], choice);
         }
-        Instr::Merge { dst, cond, a } => {
-            let choice = subtle::Choice::from((r[cond] & 1) as u8);
-            r[dst] |= u64::conditional_select(&0, &r[a], choice);
-        }
         Instr::Nonzero { dst, a } => r[dst] = 1 ^ u64::from(r[a].ct_eq(&0).unwrap_u8()),
         Instr::Mask { dst, a } => r[dst] = (r[a] & 1).wrapping_neg(),
         Instr::Popcount { dst, a } => r[dst] = u64::from(r[a].count_ones()),

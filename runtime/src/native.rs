@@ -3,8 +3,8 @@
 //! [`compile`] translates each flow's straight-line bytecode into one
 //! Cranelift function `extern "C" fn(record: *const u64, outcome: *mut u64)`
 //! and maps it into executable memory with `cranelift-jit`. Registers become
-//! SSA values. Compares produce 0 or 1, `Select`, `Merge` and saturation use bit masks,
-//! and `Hour` and `Weekday` divide by constants with a multiply by a
+//! SSA values. Compares produce 0 or 1, `Select` becomes a conditional move,
+//! saturation uses bit masks, and `Hour` and `Weekday` divide by constants with a multiply by a
 //! reciprocal, so no instruction chooses a path by data and no instruction
 //! divides. [`NativeProgram::run`] computes the same outcome words as
 //! [`crate::kernel::run`].
@@ -740,7 +740,6 @@ impl Translator<'_, '_> {
             Instr::And { a, b, .. } => known(a) || known(b),
             Instr::Or { a, b, .. } | Instr::Xor { a, b, .. } => known(a) && known(b),
             Instr::Select { a, b, .. } => known(a) && known(b),
-            Instr::Merge { dst, a, .. } => known(dst) && known(a),
             _ => false,
         }
     }
@@ -760,34 +759,6 @@ impl Translator<'_, '_> {
         let mask = self.builder.ins().ineg(bit);
         self.masks.insert(x, mask);
         mask
-    }
-
-    /// Emits `x` where bit 0 of `condition` (in register `register`) is
-    /// set, else zero. A 0/1 condition times a constant `x` needs no mask: a
-    /// shift for a power of two, a multiply otherwise, each one instruction
-    /// that takes the same time for every operand.
-    fn masked(&mut self, register: u32, condition: Value, x: Value) -> Value {
-        let boolean = self.booleans.get(register as usize) == Some(&true);
-        match self.constant_of(condition) {
-            Some(c) if c & 1 == 0 => return self.constant(0),
-            Some(_) => return x,
-            None => {}
-        }
-        match self.constant_of(x) {
-            Some(0) => x,
-            Some(1) if boolean => condition,
-            Some(k) if boolean && k.is_power_of_two() => self
-                .builder
-                .ins()
-                .ishl_imm_u(condition, i64::from(k.trailing_zeros())),
-            Some(k) if boolean && k <= i32::MAX as u64 => {
-                self.builder.ins().imul_imm_u(condition, k as i64)
-            }
-            _ => {
-                let mask = self.mask_of(register, condition);
-                self.fold(Bitwise::And, x, mask)
-            }
-        }
     }
 
     fn emit(&mut self, instr: &Instr) -> Result<(), String> {
@@ -878,13 +849,6 @@ impl Translator<'_, '_> {
                 // A conditional move (`cmov`, `csel`), which selects on a
                 // nonzero condition in a time that does not depend on it.
                 let value = self.builder.ins().select(condition, a, b);
-                self.write(dst, value)
-            }
-            Instr::Merge { dst, cond, a } => {
-                let condition = self.read(cond)?;
-                let (accumulator, addend) = (self.read(dst)?, self.read(a)?);
-                let chosen = self.masked(cond, condition, addend);
-                let value = self.fold(Bitwise::Or, accumulator, chosen);
                 self.write(dst, value)
             }
             Instr::Nonzero { dst, a } => {

@@ -378,13 +378,6 @@ pub enum Instr {
         a: u32,
         b: u32,
     },
-    /// `dst | (a & mask)` where the mask is all ones when bit 0 of `cond`
-    /// is set and zero otherwise: adds `a`'s bits to the accumulator `dst`.
-    Merge {
-        dst: u32,
-        cond: u32,
-        a: u32,
-    },
     /// `dst = (a != 0) as u64`
     Nonzero {
         dst: u32,
@@ -428,7 +421,6 @@ impl Instr {
             | Instr::Add { dst, .. }
             | Instr::Sub { dst, .. }
             | Instr::Select { dst, .. }
-            | Instr::Merge { dst, .. }
             | Instr::Nonzero { dst, .. }
             | Instr::Mask { dst, .. }
             | Instr::Popcount { dst, .. }
@@ -439,7 +431,7 @@ impl Instr {
 
     /// Returns the instruction with each register it reads replaced by
     /// `read(register)` and the register it writes replaced by
-    /// `write(register)`. `Merge` reads and writes `dst`, which takes `write`.
+    /// `write(register)`.
     pub fn map_registers(&self, read: impl Fn(u32) -> u32, write: impl Fn(u32) -> u32) -> Instr {
         match *self {
             Instr::Load { dst, slot } => Instr::Load {
@@ -505,11 +497,6 @@ impl Instr {
                 a: read(a),
                 b: read(b),
             },
-            Instr::Merge { dst, cond, a } => Instr::Merge {
-                dst: write(dst),
-                cond: read(cond),
-                a: read(a),
-            },
             Instr::Nonzero { dst, a } => Instr::Nonzero {
                 dst: write(dst),
                 a: read(a),
@@ -548,7 +535,6 @@ impl Instr {
             | Instr::Add { a, b, .. }
             | Instr::Sub { a, b, .. } => ([a, b, 0], 2),
             Instr::Select { cond, a, b, .. } => ([cond, a, b], 3),
-            Instr::Merge { dst, cond, a } => ([cond, a, dst], 3),
             Instr::Nonzero { a, .. }
             | Instr::Mask { a, .. }
             | Instr::Popcount { a, .. }
@@ -574,7 +560,6 @@ impl Instr {
             Instr::Add { .. } => "add",
             Instr::Sub { .. } => "sub",
             Instr::Select { .. } => "select",
-            Instr::Merge { .. } => "merge",
             Instr::Nonzero { .. } => "nonzero",
             Instr::Mask { .. } => "mask",
             Instr::Popcount { .. } => "popcount",
@@ -823,9 +808,6 @@ fn verify_flow(flow: &Flow, layout: &Layout, enums: usize) -> Result<(), String>
             | Instr::Sub { dst, a, b } => check(dst, registers, "register")
                 .and(check(a, registers, "register"))
                 .and(check(b, registers, "register")),
-            Instr::Merge { dst, cond, a } => check(dst, registers, "register")
-                .and(check(cond, registers, "register"))
-                .and(check(a, registers, "register")),
             Instr::Select { dst, cond, a, b } => check(dst, registers, "register")
                 .and(check(cond, registers, "register"))
                 .and(check(a, registers, "register"))

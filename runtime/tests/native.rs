@@ -476,16 +476,6 @@ fn instruction_cases() -> Vec<Case> {
             expected: |v| if v[0] & 1 == 1 { v[1] } else { v[2] },
         },
         Case {
-            name: "merge",
-            operands: 4,
-            instr: Instr::Merge {
-                dst: 3,
-                cond: 0,
-                a: 1,
-            },
-            expected: |v| v[3] | if v[0] & 1 == 1 { v[1] } else { 0 },
-        },
-        Case {
             name: "nonzero",
             operands: 1,
             instr: Instr::Nonzero { dst: 3, a: 0 },
@@ -709,7 +699,12 @@ fn random_program(random: &mut Random, registers: u32, length: usize, words: u32
             7 => Instr::Add { dst, a, b },
             8 => Instr::Sub { dst, a, b },
             9 => Instr::Select { dst, cond: c, a, b },
-            17 => Instr::Merge { dst, cond: c, a },
+            17 => Instr::Select {
+                dst,
+                cond: c,
+                a,
+                b: dst,
+            },
             10 => Instr::Nonzero { dst, a },
             11 => Instr::Mask { dst, a },
             12 => Instr::Popcount { dst, a },

@@ -1,6 +1,6 @@
 //! The decision kernel as a circuit: each instruction that some wanted
 //! bit of an outcome word depends on is bit-blasted with the semantics of
-//! `authflow_runtime::kernel`. Bitwise operations, selects and merges only
+//! `authflow_runtime::kernel`. Bitwise operations and selects only
 //! build the bits that are wanted, so the solver gets no gates for the
 //! parts of a packed word that a question leaves out.
 
@@ -52,12 +52,6 @@ fn live_bits(code: &[Instr], wanted: &[(u32, u64)]) -> Vec<Option<u64>> {
                 need(&mut needed, cond, 1);
                 need(&mut needed, a, bits);
                 need(&mut needed, b, bits);
-            }
-            Instr::Merge { cond, a, .. } => {
-                // `dst` is read too, for the same bits.
-                need(&mut needed, cond, 1);
-                need(&mut needed, a, bits);
-                need(&mut needed, dst, bits);
             }
             Instr::Mask { a, .. } => need(&mut needed, a, 1),
             _ => {
@@ -155,14 +149,6 @@ pub fn outcome(
             Instr::Select { cond, a, b, .. } => {
                 let (choice, x, y) = (r[cond as usize][0], r[a as usize], r[b as usize]);
                 masked_word(c, bits, |c, i| c.mux(choice, x[i], y[i]))
-            }
-            Instr::Merge { dst, cond, a } => {
-                let (choice, x, accumulator) =
-                    (r[cond as usize][0], r[a as usize], r[dst as usize]);
-                masked_word(c, bits, |c, i| {
-                    let merged = c.or(accumulator[i], x[i]);
-                    c.mux(choice, merged, accumulator[i])
-                })
             }
             Instr::Nonzero { a, .. } => {
                 let x = r[a as usize];

@@ -8,8 +8,8 @@
 //! it renames the code into single-assignment form, then emits the stores
 //! in their original order, each after the values it needs, visiting the
 //! operand with the longest chain of instructions first. The result
-//! computes the same outcome words with the same instructions, in
-//! another order, plus one register copy per `Merge`.
+//! computes the same outcome words with the same instructions, in another
+//! order, without the instructions that no store needs.
 
 use crate::program::Instr;
 
@@ -41,13 +41,7 @@ pub fn schedule(code: &[Instr], registers: u32) -> Result<(Vec<Instr>, u32), Str
         }
         let current = |register: u32| writer[register as usize].unwrap_or_default();
         let node = index as u32;
-        let mut reads: Vec<u32> = instr.read().map(current).collect();
-        if let Instr::Merge { .. } = instr {
-            // `Merge` also reads the value `dst` had, which node `node`
-            // first receives as a copy; the translation to native code
-            // folds the copy away. `read` lists `dst` last.
-            reads.rotate_right(1);
-        }
+        let reads: Vec<u32> = instr.read().map(current).collect();
         operands.push(reads);
         let instr = instr.map_registers(current, |_| node);
         renamed.push(instr);
@@ -70,7 +64,7 @@ pub fn schedule(code: &[Instr], registers: u32) -> Result<(Vec<Instr>, u32), Str
     }
 
     let mut emitted = vec![false; code.len()];
-    let mut order: Vec<Instr> = Vec::with_capacity(code.len() + code.len() / 8);
+    let mut order: Vec<Instr> = Vec::with_capacity(code.len());
     // Depth-first, without recursion: a chain can be as long as the flow.
     let mut stack: Vec<(u32, bool)> = Vec::new();
     for (root, instr) in renamed.iter().enumerate() {
@@ -85,14 +79,6 @@ pub fn schedule(code: &[Instr], registers: u32) -> Result<(Vec<Instr>, u32), Str
             }
             if operands_done {
                 emitted[index] = true;
-                if let Instr::Merge { dst, .. } = renamed[index] {
-                    let previous = operands[index][0];
-                    order.push(Instr::Or {
-                        dst,
-                        a: previous,
-                        b: previous,
-                    });
-                }
                 order.push(renamed[index]);
                 continue;
             }
