@@ -77,7 +77,7 @@ fn opcode_sequence_is_identical_across_paths() {
                 sites
                     .entry(flow_index)
                     .or_default()
-                    .insert(decision_and_site(&outcome));
+                    .insert(decision_and_site(outcome));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
@@ -110,7 +110,7 @@ fn opcode_sequence_is_identical_across_paths() {
                 sites
                     .entry(flow_index)
                     .or_default()
-                    .insert(decision_and_site(&outcome));
+                    .insert(decision_and_site(outcome));
                 sequences.entry(flow_index).or_default().push(opcodes);
             }
         }
