@@ -587,6 +587,7 @@ fn define_flow(
         numbers: HashMap::new(),
         complements: HashMap::new(),
         nonzero_operands: HashMap::new(),
+        conjunctions: HashMap::new(),
     };
     for (index, instr) in code.iter().enumerate() {
         // Source locations map machine code back to bytecode indexes; their
@@ -706,6 +707,9 @@ struct Translator<'a, 'b> {
     /// For a value that is `x != 0` as 0 or 1, that `x`: a `select` on the
     /// value can test `x` itself.
     nonzero_operands: HashMap<Value, Value>,
+    /// The operands of each `band` emitted, so that `c & !(x & c)` can be
+    /// emitted as `c & !x`.
+    conjunctions: HashMap<Value, (Value, Value)>,
 }
 
 /// The operand of a complement, as [`Translator::complements`] records it
@@ -887,6 +891,14 @@ impl Translator<'_, '_> {
             if self.constant_of(x) == Some(1) && boolean(b) {
                 return Ok(y);
             }
+            // `(x & y) & y` is `x & y`.
+            for (conjunction, other) in [(x, y), (y, x)] {
+                if let Some(&(p, q)) = self.conjunctions.get(&conjunction) {
+                    if p == other || q == other {
+                        return Ok(conjunction);
+                    }
+                }
+            }
             for (kept, kept_register, other) in [(x, a, y), (y, b, x)] {
                 let Some(complement) = self.complements.get(&other).copied() else {
                     continue;
@@ -895,7 +907,13 @@ impl Translator<'_, '_> {
                     continue;
                 }
                 if !complement.bit_only || boolean(kept_register) {
-                    return Ok(self.builder.ins().band_not(kept, complement.of));
+                    // `kept & !(x & kept)` is `kept & !x`.
+                    let complemented = match self.conjunctions.get(&complement.of) {
+                        Some(&(x, y)) if y == kept => x,
+                        Some(&(x, y)) if x == kept => y,
+                        _ => complement.of,
+                    };
+                    return Ok(self.builder.ins().band_not(kept, complemented));
                 }
             }
         }
@@ -933,7 +951,11 @@ impl Translator<'_, '_> {
             }
         }
         match operation {
-            Bitwise::And => self.builder.ins().band(x, y),
+            Bitwise::And => {
+                let value = self.builder.ins().band(x, y);
+                self.conjunctions.insert(value, (x, y));
+                value
+            }
             Bitwise::Or => self.builder.ins().bor(x, y),
             Bitwise::Xor => self.builder.ins().bxor(x, y),
         }
