@@ -761,7 +761,13 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
         let left = self.expr(left, None, env);
         let expected = if element_of_right {
-            Some(match &left.ty {
+            // An optional element still expects a set of present values;
+            // `membership` then reports the optional with its `??` help.
+            let element = match &left.ty {
+                Type::Optional(inner) => inner.as_ref(),
+                other => other,
+            };
+            Some(match element {
                 Type::Ip => Type::set_of(Type::Cidr),
                 other => Type::set_of(other.clone()),
             })
