@@ -314,6 +314,7 @@ pub enum TestStatementKind {
     Update {
         context: Option<Record>,
         principal: Option<Record>,
+        switches: Option<Record>,
     },
     At(Expr),
 }

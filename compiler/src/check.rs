@@ -286,6 +286,7 @@ pub enum TestEvent {
     Update {
         context: Vec<(String, serde_json::Value)>,
         principal: Vec<(String, serde_json::Value)>,
+        switches: Vec<(String, serde_json::Value)>,
     },
 }
 

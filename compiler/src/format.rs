@@ -428,13 +428,20 @@ fn test_statement(kind: &TestStatementKind) -> String {
         TestStatementKind::Refuse { role, approver } => {
             format!("refuse {}{}", role.name, by_approver(approver))
         }
-        TestStatementKind::Update { context, principal } => {
+        TestStatementKind::Update {
+            context,
+            principal,
+            switches,
+        } => {
             let mut text = "update".to_string();
             if let Some(context) = context {
                 text.push_str(&format!(" context {}", record(context)));
             }
             if let Some(principal) = principal {
                 text.push_str(&format!(" principal {}", record(principal)));
+            }
+            if let Some(switches) = switches {
+                text.push_str(&format!(" switches {}", record(switches)));
             }
             text
         }

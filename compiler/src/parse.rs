@@ -846,6 +846,7 @@ impl<'a> Parser<'a> {
     fn test_update(&mut self) -> Parsed<TestStatementKind> {
         let mut context = None;
         let mut principal = None;
+        let mut switches = None;
         loop {
             // `principal KIND { ... }` after an update starts the next statement;
             // the update's own part is `principal { ... }`.
@@ -853,20 +854,30 @@ impl<'a> Parser<'a> {
                 self.tokens.get(self.position + 1).map(|t| &t.tok),
                 Some(Tok::LBrace)
             );
+            let at_switches = matches!(self.peek(), Tok::Ident(word) if word == "switches");
             if self.at_keyword(Keyword::Context) && record_follows && context.is_none() {
                 self.advance();
                 context = Some(self.record()?);
             } else if self.at_keyword(Keyword::Principal) && record_follows && principal.is_none() {
                 self.advance();
                 principal = Some(self.record()?);
+            } else if at_switches && record_follows && switches.is_none() {
+                self.advance();
+                switches = Some(self.record()?);
             } else {
                 break;
             }
         }
-        if context.is_none() && principal.is_none() {
-            return Err(self.error_expected("`context { ... }` or `principal { ... }`"));
+        if context.is_none() && principal.is_none() && switches.is_none() {
+            return Err(
+                self.error_expected("`context { ... }`, `principal { ... }` or `switches { ... }`")
+            );
         }
-        Ok(TestStatementKind::Update { context, principal })
+        Ok(TestStatementKind::Update {
+            context,
+            principal,
+            switches,
+        })
     }
 
     /// `allow`, `deny`, `enroll`, `challenge` or `pending`.

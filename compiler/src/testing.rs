@@ -173,13 +173,20 @@ impl Run<'_> {
                 granted,
             } => json!({ "approval": {
                 "role": role, "approver": approver.as_deref().unwrap_or(DEFAULT_APPROVER), "granted": granted, "at": at } }),
-            TestEvent::Update { context, principal } => {
+            TestEvent::Update {
+                context,
+                principal,
+                switches,
+            } => {
                 let mut update = Map::new();
                 if !context.is_empty() {
                     update.insert("context".into(), Value::Object(object(context)));
                 }
                 if !principal.is_empty() {
                     update.insert("principal".into(), Value::Object(object(principal)));
+                }
+                if !switches.is_empty() {
+                    update.insert("switches".into(), Value::Object(object(switches)));
                 }
                 update.insert("at".into(), Value::from(at));
                 json!({ "update": update })

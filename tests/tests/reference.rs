@@ -263,8 +263,18 @@ fn test_event(event: &TestEvent, clock: i64) -> Value {
             "granted": granted,
             "at": at,
         } }),
-        TestEvent::Update { context, principal } => {
+        TestEvent::Update {
+            context,
+            principal,
+            switches,
+        } => {
             let mut update = Map::new();
+            if !switches.is_empty() {
+                update.insert(
+                    "switches".into(),
+                    Value::Object(switches.iter().cloned().collect()),
+                );
+            }
             if !context.is_empty() {
                 update.insert(
                     "context".into(),

@@ -40,7 +40,15 @@ impl<'s, 'a> Checker<'s, 'a> {
                     let fields = self.scope.context.clone();
                     TestStep::Context(self.constant_record(record, &fields, "context", &variants))
                 }
-                S::Update { context, principal } => {
+                S::Update {
+                    context,
+                    principal,
+                    switches,
+                } => {
+                    let update_switches = match switches {
+                        Some(record) => self.switch_values(record, &variants),
+                        None => Vec::new(),
+                    };
                     let mut update_context = Vec::new();
                     let mut update_principal = Vec::new();
                     if let Some(record) = context {
@@ -67,32 +75,11 @@ impl<'s, 'a> Checker<'s, 'a> {
                     TestStep::Event(TestEvent::Update {
                         context: update_context,
                         principal: update_principal,
+                        switches: update_switches,
                     })
                 }
                 S::Session(record) => TestStep::Session(self.session_record(record, &variants)),
-                S::Switches(record) => {
-                    let mut values = Vec::new();
-                    for (key, value) in &record.entries {
-                        match self.scope.switch_index.get(&key.name) {
-                            Some(&index) => {
-                                self.used_switches.insert(index);
-                                let ty = resolve_type(
-                                    &self.scope.switches[index as usize].ty,
-                                    self.scope,
-                                    &mut Vec::new(),
-                                );
-                                if let Some(json) = self.constant_json(value, &ty, &variants) {
-                                    values.push((key.name.clone(), json));
-                                }
-                            }
-                            None => self.error(Diagnostic::error(
-                                format!("unknown switch `{}`", key.name),
-                                key.span,
-                            )),
-                        }
-                    }
-                    TestStep::Switches(values)
-                }
+                S::Switches(record) => TestStep::Switches(self.switch_values(record, &variants)),
                 S::Verify(factor) | S::Fail(factor) | S::Enroll(factor) => {
                     let Some(found) = self.factor(factor, false) else {
                         continue;
@@ -180,6 +167,35 @@ impl<'s, 'a> Checker<'s, 'a> {
     }
 
     /// A test's `session { ... }`: its times, and its factors as names.
+    /// Checks the switch values of a record against the declared switches.
+    pub(super) fn switch_values(
+        &mut self,
+        record: &ast::Record,
+        variants: &[Vec<String>],
+    ) -> Vec<(String, serde_json::Value)> {
+        let mut values = Vec::new();
+        for (key, value) in &record.entries {
+            match self.scope.switch_index.get(&key.name) {
+                Some(&index) => {
+                    self.used_switches.insert(index);
+                    let ty = resolve_type(
+                        &self.scope.switches[index as usize].ty,
+                        self.scope,
+                        &mut Vec::new(),
+                    );
+                    if let Some(json) = self.constant_json(value, &ty, variants) {
+                        values.push((key.name.clone(), json));
+                    }
+                }
+                None => self.error(Diagnostic::error(
+                    format!("unknown switch `{}`", key.name),
+                    key.span,
+                )),
+            }
+        }
+        values
+    }
+
     pub(super) fn session_record(
         &mut self,
         record: &ast::Record,
