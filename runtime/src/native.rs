@@ -4,9 +4,9 @@
 //! Cranelift function `extern "C" fn(record: *const u64, outcome: *mut u64)`
 //! and maps it into executable memory with `cranelift-jit`. Registers become
 //! SSA values. Compares produce 0 or 1, `Select` becomes a conditional move,
-//! saturation uses bit masks, and `Hour` and `Weekday` divide by constants with a multiply by a
-//! reciprocal, so no instruction chooses a path by data and no instruction
-//! divides. [`NativeProgram::run`] computes the same outcome words as
+//! saturation uses bit masks, and `Hour` and `Weekday` divide by constants
+//! with a multiply by a reciprocal, so no instruction chooses a path by data
+//! and no instruction divides. [`NativeProgram::run`] computes the same outcome words as
 //! [`crate::kernel::run`].
 //!
 //! [`compile`] returns an error on hosts other than x86-64 and AArch64, so the
