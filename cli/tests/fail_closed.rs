@@ -356,6 +356,25 @@ fn nested_runs_report_expansion_quickly() {
     assert!(stderr.contains("flow `f0` expands to"), "{stderr}");
 }
 
+/// A flow over the step limit that runs no other flow is reported by its
+/// own size, without blaming `run`.
+#[test]
+fn oversized_flow_without_runs_reports_its_size() {
+    let mut policy =
+        String::from("policy \"big\" version \"1\"\nprincipal human {}\ncontext {\n  risk: Int\n}\nflow big for human on login {\n  if context.risk > 5 {\n");
+    for i in 0..20_001 {
+        policy.push_str(&format!("    deny \"rule {i}\" when context.risk == {i}\n"));
+    }
+    policy.push_str("  }\n  allow\n}\n");
+    let scratch = Scratch::new("oversized-flow");
+    let path = scratch.file("big.flow", &policy);
+    let output = common::authflow(&["check", &path]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = common::stderr(&output);
+    assert!(stderr.contains("flow `big` has 20003 steps"), "{stderr}");
+    assert!(!stderr.contains("through `run`"), "{stderr}");
+}
+
 /// An operator's switch change reaches a flow that started before it: the
 /// host appends an `update` event that sets the switch.
 #[test]

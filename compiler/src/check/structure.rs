@@ -79,9 +79,10 @@ impl<'s, 'a> Checker<'s, 'a> {
         })
     }
 
-    /// Reports flows whose `run` steps inline more than [`MAX_INLINED_STEPS`]
-    /// steps: each `run` copies the target's steps, so sizes multiply.
-    /// Returns whether every flow is within the limit.
+    /// Reports flows with more than [`MAX_INLINED_STEPS`] steps, counting
+    /// the steps that their `run` steps inline: each `run` copies the
+    /// target's steps, so sizes multiply. Returns whether every flow is
+    /// within the limit.
     pub(super) fn expansion_limits(&mut self, checked: &Checked) -> bool {
         fn size(steps: &[TStep], flows: &[CheckedFlow], memo: &mut Vec<Option<u64>>) -> u64 {
             steps.iter().fold(0u64, |total, step| {
@@ -113,17 +114,29 @@ impl<'s, 'a> Checker<'s, 'a> {
         let mut within = true;
         for (index, flow) in checked.flows.iter().enumerate() {
             let total = flow_size(index, &checked.flows, &mut memo);
-            if total > MAX_INLINED_STEPS {
-                within = false;
-                self.error(
-                    Diagnostic::error(
-                        format!("flow `{}` expands to {total} steps through `run`; the limit is {MAX_INLINED_STEPS}", flow.name),
-                        flow.span,
-                    )
-                    .with_label("every `run` copies the steps of its target")
-                    .with_help("run shared flows once, not from several arms of every level"),
-                );
+            if total <= MAX_INLINED_STEPS {
+                continue;
             }
+            within = false;
+            let runs = |step: &TStep| matches!(step.kind, TStepKind::Run { .. });
+            let diagnostic = if any_step(&flow.body, &runs) {
+                Diagnostic::error(
+                    format!("flow `{}` expands to {total} steps through `run`; the limit is {MAX_INLINED_STEPS}", flow.name),
+                    flow.span,
+                )
+                .with_label("every `run` copies the steps of its target")
+                .with_help("run shared flows once, not from several arms of every level")
+            } else {
+                Diagnostic::error(
+                    format!(
+                        "flow `{}` has {total} steps; the limit is {MAX_INLINED_STEPS}",
+                        flow.name
+                    ),
+                    flow.span,
+                )
+                .with_help("move rules that apply to other requests into flows of their own")
+            };
+            self.error(diagnostic);
         }
         within
     }
@@ -318,4 +331,20 @@ fn run_targets(steps: &[TStep], out: &mut Vec<(u32, Span)>) {
             _ => {}
         }
     }
+}
+
+/// Returns whether `test` holds for a step of `steps` or of a block nested
+/// in them.
+fn any_step(steps: &[TStep], test: &dyn Fn(&TStep) -> bool) -> bool {
+    steps.iter().any(|step| {
+        test(step)
+            || match &step.kind {
+                TStepKind::If { arms, otherwise } => {
+                    arms.iter().any(|(_, body)| any_step(body, test))
+                        || otherwise.as_ref().is_some_and(|body| any_step(body, test))
+                }
+                TStepKind::Exception { body, .. } => any_step(body, test),
+                _ => false,
+            }
+    })
 }
