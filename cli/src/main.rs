@@ -1091,8 +1091,9 @@ fn diff(old_path: &Path, new_path: &Path, only: Option<&str>) -> u8 {
         let regions = match authflow_compiler::prove::diff(old.program(), new.program(), name) {
             Ok(regions) => regions,
             Err(message) => {
+                // Not 1, which means the policies differ.
                 err!("error: cannot compare flow `{name}`: {message}");
-                return EXIT_COMPILE;
+                return EXIT_USAGE;
             }
         };
         for region in regions {

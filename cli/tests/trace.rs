@@ -507,3 +507,24 @@ fn diff_reports_route_changes() {
         common::stdout(&output)
     );
 }
+
+/// Two versions that cannot be compared exit with 2, not with the 1 that
+/// means they differ.
+#[test]
+fn diff_of_incomparable_policies_exits_2() {
+    let dir = scratch("diff-incomparable");
+    let old = "policy \"c\" version \"1\"\nprincipal human {}\ncontext {\n  risk: Int\n}\n\
+        flow login for human on login {\n  deny \"risky\" when context.risk > 50\n  allow\n}\n";
+    let renamed = old.replace("risk", "score");
+    let output = common::authflow(&[
+        "diff",
+        &write(&dir, "old.flow", old),
+        &write(&dir, "renamed.flow", &renamed),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", common::stdout(&output));
+    assert!(
+        common::stderr(&output).contains("cannot compare"),
+        "{}",
+        common::stderr(&output)
+    );
+}
