@@ -166,7 +166,6 @@ impl<'s, 'a> Checker<'s, 'a> {
         }
     }
 
-    /// A test's `session { ... }`: its times, and its factors as names.
     /// Checks the switch values of a record against the declared switches.
     pub(super) fn switch_values(
         &mut self,
@@ -196,6 +195,7 @@ impl<'s, 'a> Checker<'s, 'a> {
         values
     }
 
+    /// A test's `session { ... }`: its times, and its factors as names.
     pub(super) fn session_record(
         &mut self,
         record: &ast::Record,
