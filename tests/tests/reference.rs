@@ -44,14 +44,19 @@ fn folders(relative: &str) -> Vec<PathBuf> {
 /// Compiles a policy file without proving its invariants.
 fn compile(path: &Path) -> (Compilation, Program) {
     let text = fs::read_to_string(path).unwrap_or_else(|error| panic!("{path:?}: {error}"));
-    let compilation = check_source(&path.display().to_string(), &text, &mut NoImports);
+    compile_text(&path.display().to_string(), &text)
+}
+
+/// Compiles policy text named `name` without proving its invariants.
+fn compile_text(name: &str, text: &str) -> (Compilation, Program) {
+    let compilation = check_source(name, text, &mut NoImports);
     let errors: Vec<&str> = compilation
         .diagnostics
         .iter()
         .filter(|d| d.is_error())
         .map(|d| d.message.as_str())
         .collect();
-    assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    assert!(errors.is_empty(), "{name}: {errors:?}");
     let program = build_program(&compilation).expect("a checked policy lowers");
     (compilation, program)
 }
@@ -437,16 +442,7 @@ fn long_flow() -> String {
 
 #[test]
 fn long_flow_agrees() {
-    let text = long_flow();
-    let compilation = check_source("long.flow", &text, &mut NoImports);
-    let errors: Vec<&str> = compilation
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.as_str())
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}\n{text}");
-    let program = build_program(&compilation).expect("a checked policy lowers");
+    let (compilation, program) = compile_text("long.flow", &long_flow());
     assert!(program.flows[0].sites.len() > 40, "too few sites");
 
     let mut tally = Tally::default();
