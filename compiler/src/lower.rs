@@ -15,8 +15,9 @@
 //!   overrides the later ones, and it selects a nested block of steps as a
 //!   whole under the condition that opens it (see
 //!   [`FlowBuilder::select_sites`]). The first block whose choice is not
-//!   the empty verdict 0 decides. The decision words therefore never wait
-//!   on `undecided`, and the decision kernel drops its chain of `and`s.
+//!   the empty verdict 0 decides. The verdict and awaiting words do not
+//!   read `undecided`, so the decision kernel keeps its chain of `and`s
+//!   only where obligations or exceptions read it.
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -1159,7 +1159,7 @@ fn aarch64_code_is_one_block_without_branches() {
     assert!(flows > 40, "only {flows} flows compiled for AArch64");
 }
 
-/// The decision code and the site of an outcome record.
+/// Returns the decision code and the site of an outcome record.
 fn decision_and_site(outcome: &[u64]) -> (u64, u64) {
     let verdict = Verdict(outcome[out::VERDICT as usize]);
     (verdict.code(), verdict.site())

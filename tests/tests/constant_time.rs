@@ -141,7 +141,7 @@ fn opcode_sequence_is_identical_across_paths() {
     );
 }
 
-/// The decision code and the site of an outcome record.
+/// Returns the decision code and the site of an outcome record.
 fn decision_and_site(outcome: &[u64]) -> (u64, u64) {
     let verdict = Verdict(outcome[out::VERDICT as usize]);
     (verdict.code(), verdict.site())

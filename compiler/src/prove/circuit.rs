@@ -172,7 +172,7 @@ impl Circuit {
         self.solver.add_clause_reuse(&mut vec![!cond, a, !g]);
         self.solver.add_clause_reuse(&mut vec![cond, !b, g]);
         self.solver.add_clause_reuse(&mut vec![cond, b, !g]);
-        // Implied by the four above; they let the solver fix the output
+        // Implied by the four above. They let the solver fix the output
         // from both inputs before it chooses the condition.
         self.solver.add_clause_reuse(&mut vec![!a, !b, g]);
         self.solver.add_clause_reuse(&mut vec![a, b, !g]);

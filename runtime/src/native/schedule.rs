@@ -4,22 +4,22 @@
 //! kernel then selects among the sites from the last to the first. Code in
 //! that order keeps every guard live until the selection reaches it, which
 //! spills registers on a machine with few of them. [`schedule`] reorders a
-//! flow's code so that each value is computed just before its first use:
-//! it renames the code into single-assignment form, then emits the stores
-//! in their original order, each after the values it needs, visiting the
-//! operand with the longest chain of instructions first. The result
-//! computes the same outcome words with the same instructions, in another
-//! order, without the instructions that no store needs.
+//! flow's code so that each value is computed just before its first use.
+//! It renames the code into single-assignment form. Then it emits the
+//! stores in their original order, each after the values it needs, and
+//! visits the operand with the longest chain of instructions first. The
+//! result computes the same outcome words with the same instructions, in
+//! another order, without the instructions that no store needs.
 
 use crate::program::Instr;
 
 /// Returns `code` reordered as the module comment describes, and the number
-/// of registers it uses, which is at most `code.len()`. Fails on a register
+/// of registers it uses, which is `code.len()`. Fails on a register
 /// that `code` reads before any instruction writes it: the interpreter
 /// would read whatever the caller's register buffer holds, which no
 /// compiled value can match.
 pub fn schedule(code: &[Instr], registers: u32) -> Result<(Vec<Instr>, u32), String> {
-    // Node `i` is the value written by `code[i]`; stores write no value.
+    // Node `i` is the value written by `code[i]`. Stores write no value.
     let mut writer: Vec<Option<u32>> = vec![None; registers as usize];
     let mut operands: Vec<Vec<u32>> = Vec::with_capacity(code.len());
     let mut renamed: Vec<Instr> = Vec::with_capacity(code.len());
